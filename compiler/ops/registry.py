@@ -70,6 +70,11 @@ class OpDef:
     recurrent: bool = False                         # carries state between unrolled steps
     flops: Callable[[dict, tuple[TensorInfo, ...], TensorInfo], int] | None = None
     param_groups: bool = False                      # ``w:``/``b:`` set every weight/bias
+    # numpy float64 reference (see ``reference_api`` below), and the OpenCL lowering.
+    forward: Callable | None = None
+    backward: Callable | None = None
+    emit_forward: Callable | None = None
+    emit_backward: Callable | None = None
 
     @property
     def variadic(self) -> bool:
@@ -86,6 +91,22 @@ class OpDef:
 
 
 OPS: Registry[OpDef] = Registry("op")
+
+# reference_api — the numpy reference every op provides (float64, batch dimension first):
+#   forward(attrs, xs: list[ndarray], params: dict[str, ndarray], ctx: RefContext) -> ndarray
+#   backward(attrs, xs, params, y, dy, ctx) -> (list[ndarray | None] per source,
+#                                                dict[str, ndarray] per param)
+# Loss ops return from forward the per-sample loss, shape (batch,); their backward ignores dy
+# and returns the gradient of the batch mean (SINGA: (p - onehot)·scale / batch).
+# Integer sources (labels, ids) get None as their gradient.
+
+
+@dataclass
+class RefContext:
+    """What a reference op may need besides its inputs: the phase and a random source."""
+    train: bool = True
+    rng: object = None               # numpy Generator, e.g. for dropout masks
+    cache: dict = field(default_factory=dict)   # forward → backward scratch (dropout mask)
 
 
 def define_op(**fields) -> OpDef:

@@ -1,0 +1,64 @@
+"""CheckedProgram: what a program means, as the compiler's front end hands it on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from . import ast
+from .model import AlgorithmSpec, ClusterSpec, DataSpec, JobSpec, NetSpec
+
+BYTES = 4   # float32 everywhere on the device
+
+
+@dataclass(frozen=True)
+class CheckedProgram:
+    file: str
+    source: str
+    base_dir: str
+    ast: ast.Program
+    consts: dict
+    job: JobSpec
+    data: dict[str, DataSpec]
+    net: NetSpec
+    graph: nx.DiGraph = field(compare=False, repr=False)
+    algorithm: AlgorithmSpec | None = None
+    updater: Any = None            # runtime.updaters.UpdaterSpec
+    cluster: ClusterSpec = ClusterSpec()
+    warnings: tuple = ()
+
+    # ---- facts about the net -------------------------------------------------------------
+    @property
+    def batch(self) -> int:
+        """The training batch: the train source of the data block the net reads."""
+        for l in self.net.layers:
+            for s in l.sources:
+                if "." in s and s.split(".")[0] in self.data:
+                    train = self.data[s.split(".")[0]].phases.get("train")
+                    if train is not None:
+                        return train.args["batch"]
+        return 1
+
+    @property
+    def param_count(self) -> int:
+        """Values the servers hold: shared params count once, at their owner."""
+        return sum(p.size for p in self.net.params if p.share_of is None)
+
+    def memory_bytes(self) -> dict[str, int]:
+        """A per-worker estimate: params with their gradients and updater state, and the
+        activations and their gradients for one batch (times the unroll)."""
+        params = self.param_count * BYTES
+        state = 2 if self.updater is not None and self.updater.kind in (
+            "adadelta", "adam", "adamax") else 1
+        acts = sum(l.out.size for l in self.net.layers) * self.batch * self.net.unroll * BYTES
+        return {"params": params, "gradients": params, "updater_state": params * state,
+                "activations": 2 * acts}
+
+    def summary(self) -> str:
+        from .summary import render_summary
+        return render_summary(self)
+
+    def to_source(self) -> str:
+        from .format import format_program
+        return format_program(self.ast)
