@@ -1,1 +1,179 @@
-def main(): print("todo")
+"""``singac``: check, compile and run .singa programs.
+
+Exit codes scripts can rely on: 0 success; 2 a mistake in the program (located errors);
+3 a data problem; 4 a kernel build failure; 5 a worker failure; 64 bad command-line usage;
+70 an internal error (our bug); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from . import __version__
+from .errors import SingaError
+
+EXAMPLES = {
+    "check": "singac check samples/mnist_mlp.singa",
+    "graph": "singac graph samples/cifar_convnet.singa --format svg -o convnet.svg",
+    "fmt": "singac fmt samples/mnist_mlp.singa --write",
+    "run": "singac run samples/mnist_mlp.singa --steps 200",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="singac", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check, compile and run SINGA training jobs written in the .singa language.",
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()) +
+               "\n\n'singac FILE' is short for 'singac run FILE'.")
+    p.add_argument("--version", action="version", version=f"singac {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name, help_text):
+        c = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog=f"example:\n  {EXAMPLES[name]}" if name in EXAMPLES else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        return c
+
+    c = cmd("check", "check a program and print its layers, shapes and parameter counts")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+
+    c = cmd("graph", "draw the net as DOT, SVG or PNG")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--format", choices=("dot", "svg", "png"), default="dot")
+    c.add_argument("-o", "--output", help="output file (default: stdout for dot, "
+                   "NET.FORMAT for pictures)")
+
+    c = cmd("fmt", "print a program in canonical form")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--write", "-w", action="store_true", help="rewrite the files in place")
+    c.add_argument("--check", action="store_true",
+                   help="exit 1 if a file is not canonically formatted")
+
+    c = cmd("run", "check, compile and train; several files run in order")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--steps", type=int, help="override the job's steps")
+    c.add_argument("--device", help="OpenCL device: 'PLATFORM:DEVICE' indices or a name part "
+                   "(default: PYOPENCL_CTX, else PoCL's CPU device)")
+    c.add_argument("--workspace", help="override the job's workspace folder")
+    c.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    c.add_argument("--reference", action="store_true",
+                   help="run on the numpy float64 reference instead of OpenCL (slow; for checks)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if argv and argv[0].endswith(".singa"):
+        argv = ["run"] + argv
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 64
+    try:
+        return _COMMANDS[args.command](args)
+    except SingaError as e:
+        print(e.render(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _print_warnings(program) -> None:
+    for w in program.warnings:
+        print(w.render(), file=sys.stderr)
+
+
+def _check(args) -> int:
+    from . import load
+    for i, f in enumerate(args.files):
+        program = load(f)
+        _print_warnings(program)
+        if not args.quiet:
+            if i:
+                print()
+            print(f"{f}: ok")
+            print(program.summary())
+    return 0
+
+
+def _graph(args) -> int:
+    from . import load
+    from .compiler.draw import draw, to_dot
+    program = load(args.file)
+    name = program.net.name
+    if args.format == "dot":
+        text = to_dot(program.graph, name)
+        if args.output:
+            pathlib.Path(args.output).write_text(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    out = args.output or f"{name}.{args.format}"
+    draw(program.graph, name, out, args.format)
+    print(f"wrote {out}")
+    return 0
+
+
+def _fmt(args) -> int:
+    from .compiler.format import format_program
+    from .compiler.parser import parse_program
+    changed = 0
+    for f in args.files:
+        p = pathlib.Path(f)
+        text = _read(p)
+        try:
+            formatted = format_program(parse_program(text, f))
+        except SingaError as e:
+            raise e.with_source(text)
+        if formatted != text:
+            changed += 1
+        if args.write:
+            if formatted != text:
+                p.write_text(formatted)
+        elif not args.check:
+            sys.stdout.write(formatted)
+    if args.check and changed:
+        print(f"{changed} file(s) would be reformatted", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args) -> int:
+    from . import load
+    try:
+        from .runtime.job import run_program
+    except ImportError:
+        for f in args.files:
+            load(f)
+        print("checked; training needs the runtime, which this build does not include",
+              file=sys.stderr)
+        return 64
+    for f in args.files:
+        program = load(f)
+        _print_warnings(program)
+        run_program(program, steps=args.steps, device=args.device, workspace=args.workspace,
+                    resume=args.resume, quiet=args.quiet, reference=args.reference)
+    return 0
+
+
+def _read(p: pathlib.Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SingaError(f"no such file: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SingaError(f"cannot read {p}: {e}") from None
+
+
+_COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run}
+
+if __name__ == "__main__":
+    sys.exit(main())
