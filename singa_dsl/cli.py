@@ -149,7 +149,7 @@ def _fmt(args) -> int:
 def _run(args) -> int:
     from . import load
     try:
-        from .runtime.job import run_program
+        from .run import run_program
     except ImportError:
         for f in args.files:
             load(f)

@@ -23,6 +23,13 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def replace(self, name: str, item: T) -> T:
+        """Swap a registered item for a new version of itself (e.g. with lowering attached)."""
+        if name not in self._items:
+            raise KeyError(f"{self.concept} '{name}' is not registered")
+        self._items[name] = item
+        return item
+
     def __call__(self, name: str):
         """Decorator form: ``@UPDATERS("sgd")``."""
         def deco(item):

@@ -1,3 +1,4 @@
-"""The op registry, filled by importing each op family module."""
+"""The op registry, filled by importing each op family module, then their OpenCL lowerings."""
 from .registry import OPS, OpDef, ParamSlot, ShapeProblem, TensorInfo  # noqa: F401
 from . import activation, connection, conv, dense, loss, norm, pool, rbm, recurrent  # noqa: F401
+from . import activation_cl, connection_cl, dense_cl, loss_cl  # noqa: F401

@@ -115,6 +115,13 @@ def define_op(**fields) -> OpDef:
     return op
 
 
+def attach_lowering(name: str, emit_forward, emit_backward=None) -> OpDef:
+    """Give an op its OpenCL lowering (kept in <family>_cl.py beside <family>.cl)."""
+    import dataclasses
+    return OPS.replace(name, dataclasses.replace(OPS[name], emit_forward=emit_forward,
+                                                 emit_backward=emit_backward))
+
+
 def init_attr(name: str, doc: str = "") -> Attr:
     return Attr(name, "init", None, doc or f"initializer or param(...) for {name}")
 

@@ -1,0 +1,137 @@
+"""The context op lowerings write into: buffers, programs and launches of one Plan.
+
+An op's ``emit_forward(em, layer)`` and ``emit_backward(em, layer, grads)`` call ``em.launch``
+and ``em.gemm``; they name tensors through ``em.act``, ``em.grad``, ``em.param`` and
+``em.pgrad`` so that sharing (a decoder using an encoder's weights) and aliasing (an input
+layer is its data buffer) are decided here, once, not in every op.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+from singa_dsl.runtime.plan_types import BufferDecl, Launch, ProgramDecl
+from . import gemm as gemm_mod
+from .model import LayerSpec, ParamSpec
+
+LOCAL = 64                      # one work-group size for element-wise kernels: few JITs
+BUILD_OPTIONS = ("-cl-mad-enable", "-cl-fast-relaxed-math")
+
+
+def round_up(n: int, step: int) -> int:
+    return max(step, -(-n // step) * step)
+
+
+@dataclass(frozen=True)
+class BackwardTargets:
+    """Which gradients a layer's backward must produce, and whether each overwrites its
+    buffer (the first writer) or adds to it (a later consumer of the same tensor)."""
+    dx: tuple[bool, ...]             # per source: produce its gradient?
+    dx_accumulate: tuple[bool, ...]
+    dparam_accumulate: dict          # param key → accumulate?
+
+
+class Emitter:
+    def __init__(self, batch: int, prefix: str, params: dict[str, ParamSpec],
+                 field_buffers: dict[str, str], seed: int = 0):
+        self.batch = batch
+        self.seed = seed
+        self.prefix = prefix                     # "train" / "test": activations are per phase
+        self.params = params
+        self.field_buffers = field_buffers       # "mnist.image" → buffer name
+        self.buffers: dict[str, BufferDecl] = {}
+        self.programs: dict[str, ProgramDecl] = {}
+        self.launches: list[Launch] = []
+        self.aliases: dict[str, str] = {}        # layer → buffer of another tensor
+        self.layer_ids: dict[str, int] = {}
+        self.extras: dict[str, dict] = {}        # per-layer facts the runtime needs (losses)
+
+    # ---- naming -------------------------------------------------------------------------
+    def source(self, layer: LayerSpec, i: int) -> str:
+        """Buffer holding source i of a layer (a data field or another layer's output)."""
+        s = layer.sources[i]
+        return self.field_buffers[s] if s in self.field_buffers else self.act(s)
+
+    def act(self, layer: str) -> str:
+        return self.aliases.get(layer, f"{self.prefix}:act:{layer}")
+
+    def grad(self, layer: str) -> str:
+        return f"{self.prefix}:grad:{layer}"
+
+    def source_grad(self, layer: LayerSpec, i: int) -> str:
+        return self.grad(layer.sources[i])
+
+    def owner(self, layer: LayerSpec, slot: str) -> tuple[ParamSpec, bool]:
+        """The param that holds a slot's values, and whether it is used transposed."""
+        p = self.params[f"{layer.name}.{slot}"]
+        if p.share_of is None:
+            return p, False
+        return self.params[p.share_of], p.transpose
+
+    def param(self, layer: LayerSpec, slot: str) -> str:
+        return f"param:{self.owner(layer, slot)[0].key}"
+
+    def pgrad(self, layer: LayerSpec, slot: str) -> str:
+        return f"pgrad:{self.owner(layer, slot)[0].key}"
+
+    def layer_id(self, name: str) -> int:
+        return self.layer_ids.setdefault(name, len(self.layer_ids) + 1)
+
+    # ---- declaring ----------------------------------------------------------------------
+    def declare(self, name: str, elements: int, dtype: str = "float32") -> str:
+        nbytes = max(4, int(elements) * 4)
+        old = self.buffers.get(name)
+        if old is None or old.nbytes < nbytes:
+            self.buffers[name] = BufferDecl(name, nbytes, dtype)
+        return name
+
+    def alias(self, layer: str, buffer: str):
+        self.aliases[layer] = buffer
+
+    def program(self, family: str) -> str:
+        """The program built from compiler/ops/<family>.cl (one per family)."""
+        name = f"ops_{family}"
+        if name not in self.programs:
+            text = resources.files("singa_dsl.compiler.ops").joinpath(f"{family}.cl").read_text()
+            self.programs[name] = ProgramDecl(name, text, BUILD_OPTIONS, f"{family} kernels")
+        return name
+
+    # ---- launching ----------------------------------------------------------------------
+    def launch(self, family: str, kernel: str, items: int | tuple, args: tuple, tag: str,
+               local: int | tuple = LOCAL):
+        """Launch ``kernel`` over ``items`` work-items (rounded up to whole work-groups; each
+        kernel checks its own bounds)."""
+        if isinstance(items, int):
+            gsize, lsize = (round_up(items, local),), (local,)
+        else:
+            lsize = local if isinstance(local, tuple) else (local,) + (1,) * (len(items) - 1)
+            gsize = tuple(round_up(n, l) for n, l in zip(items, lsize))
+        self.launches.append(Launch(self.program(family), kernel, gsize, lsize, tuple(args), tag))
+
+    def gemm(self, tag: str, **kw):
+        emit = gemm_mod.gemm_launch(tag=tag, origin=f"sgemm in layer {tag}", **kw)
+        for p in emit.programs:
+            self.programs.setdefault(p.name, p)
+        for b in emit.buffers:
+            self.declare(b.name, b.nbytes // 4)
+        self.launches.extend(emit.launches)
+
+    def fill(self, buffer: str, n: int, value: float, tag: str):
+        self.launch("common", "fill", n, (("buf", buffer), ("int", n), ("float", value)), tag)
+
+
+def f(x: float) -> tuple:
+    return ("float", float(x))
+
+
+def i(x: int) -> tuple:
+    return ("int", int(x))
+
+
+def b(name: str) -> tuple:
+    return ("buf", name)
+
+
+def size(shape) -> int:
+    return math.prod(shape)

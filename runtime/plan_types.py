@@ -1,0 +1,129 @@
+"""Plain-data records the compiler emits and the executor runs.
+
+They hold only strings, numbers and tuples, so a plan can be written to JSON, read back
+and run later without importing the compiler.  Kernel arguments are tagged tuples:
+
+    ("buf", name)                       a declared buffer
+    ("int", value)                      a 32-bit int (sizes, leading dims, element offsets)
+    ("float", value)                    a 32-bit float (alpha, beta, learning rates)
+    ("buf_offset", name, element_off)   a sub-buffer view; its byte offset must respect the
+                                        device's base-address alignment — prefer an int
+                                        offset argument in the kernel instead
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+ARG_KINDS = ("buf", "int", "float", "buf_offset")
+
+
+@dataclass(frozen=True)
+class BufferDecl:
+    """A device buffer allocated once for the life of an executor."""
+    name: str
+    nbytes: int
+    dtype: str = "float32"   # numpy dtype name, used by Executor.read
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "nbytes": self.nbytes, "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "BufferDecl":
+        return cls(str(d["name"]), int(d["nbytes"]), str(d.get("dtype", "float32")))
+
+
+@dataclass(frozen=True)
+class ProgramDecl:
+    """OpenCL source built once; `origin` names the op and its source position for errors."""
+    name: str
+    source: str
+    options: tuple[str, ...] = ()
+    origin: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "source": self.source, "options": list(self.options),
+                "origin": self.origin}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ProgramDecl":
+        return cls(str(d["name"]), str(d["source"]), tuple(str(o) for o in d.get("options", ())),
+                   str(d.get("origin", "")))
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch; `tag` (usually the layer name) groups time in profile reports."""
+    program: str
+    kernel: str
+    global_size: tuple[int, ...]
+    local_size: tuple[int, ...] | None
+    args: tuple[tuple, ...]
+    tag: str = ""
+
+    def __post_init__(self):
+        for a in self.args:
+            if not a or a[0] not in ARG_KINDS:
+                raise ValueError(f"launch of {self.kernel}: bad argument {a!r}; "
+                                 f"kinds are {', '.join(ARG_KINDS)}")
+        if self.local_size is not None and len(self.local_size) != len(self.global_size):
+            raise ValueError(f"launch of {self.kernel}: local size {self.local_size} and "
+                             f"global size {self.global_size} differ in rank")
+
+    def to_json(self) -> dict:
+        return {"program": self.program, "kernel": self.kernel,
+                "global_size": list(self.global_size),
+                "local_size": None if self.local_size is None else list(self.local_size),
+                "args": [list(a) for a in self.args], "tag": self.tag}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Launch":
+        local = d.get("local_size")
+        return cls(str(d["program"]), str(d["kernel"]), tuple(int(g) for g in d["global_size"]),
+                   None if local is None else tuple(int(v) for v in local),
+                   tuple(_arg_from_json(a) for a in d["args"]), str(d.get("tag", "")))
+
+
+def _arg_from_json(a) -> tuple:
+    kind = a[0]
+    if kind == "buf":
+        return ("buf", str(a[1]))
+    if kind == "int":
+        return ("int", int(a[1]))
+    if kind == "float":
+        return ("float", float(a[1]))
+    if kind == "buf_offset":
+        return ("buf_offset", str(a[1]), int(a[2]))
+    raise ValueError(f"unknown kernel argument kind {kind!r}; kinds are {', '.join(ARG_KINDS)}")
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Everything one executor needs: buffers, programs and named launch lists."""
+    buffers: tuple[BufferDecl, ...] = ()
+    programs: tuple[ProgramDecl, ...] = ()
+    launch_lists: tuple[tuple[str, tuple[Launch, ...]], ...] = field(default=())
+
+    @classmethod
+    def build(cls, buffers: Iterable[BufferDecl], programs: Iterable[ProgramDecl],
+              launch_lists: Mapping[str, Iterable[Launch]]) -> "KernelPlan":
+        """Convenience constructor from lists and a dict; duplicate programs are merged."""
+        progs: dict[str, ProgramDecl] = {}
+        for p in programs:
+            if progs.setdefault(p.name, p) != p:
+                raise ValueError(f"two different programs are both named {p.name!r}")
+        return cls(tuple(buffers), tuple(progs.values()),
+                   tuple((name, tuple(ls)) for name, ls in launch_lists.items()))
+
+    def to_json(self) -> dict:
+        return {"buffers": [b.to_json() for b in self.buffers],
+                "programs": [p.to_json() for p in self.programs],
+                "launch_lists": {name: [l.to_json() for l in ls]
+                                 for name, ls in self.launch_lists}}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "KernelPlan":
+        return cls(tuple(BufferDecl.from_json(b) for b in d.get("buffers", ())),
+                   tuple(ProgramDecl.from_json(p) for p in d.get("programs", ())),
+                   tuple((str(name), tuple(Launch.from_json(l) for l in ls))
+                         for name, ls in d.get("launch_lists", {}).items()))

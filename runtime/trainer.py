@@ -1,0 +1,252 @@
+"""SINGA's ``Worker::Run`` for one worker and one server in one process: the job loop over a
+Plan on one OpenCL device.
+
+Per step, in SINGA's order: validate and test when due, checkpoint when due, then train one
+batch (upload the batch, enqueue forward+backward, enqueue the updates, read the per-sample
+losses back — the step's single synchronisation), then display when due.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from singa_dsl.errors import SingaConfigError, SingaError
+from . import checkpoint
+from .data import SOURCES
+from .executor import Executor
+from .initializers import InitSpec, initialize
+from .progress import Progress
+from .schedules import learning_rate
+from .updaters import UpdaterSpec
+
+
+class NumericalError(SingaError):
+    exit_code = 6
+
+
+def _every_fires(e: dict | None, step: int) -> bool:
+    return e is not None and step >= e["after"] and (step - e["after"]) % e["every"] == 0
+
+
+class Trainer:
+    def __init__(self, plan, *, device=None, workspace: str | None = None, steps: int | None = None,
+                 quiet: bool = False, resume: bool = False, profile: bool = False):
+        from .device import Device
+        self.plan = plan
+        self.job = dict(plan.job)
+        if steps is not None:
+            self.job["steps"] = steps
+        self.workspace = pathlib.Path(workspace or self.job["workspace"])
+        self.resume = resume
+        self.quiet = quiet
+        self.device = device if device is not None and not isinstance(device, str) else \
+            Device.open(device, profile=profile)
+        self.executor = Executor.from_plan(self.device, plan.kernels, profile=profile)
+        self.updater = UpdaterSpec.from_json(plan.updater)
+        self.readers = {p.name: self._open_reader(p) for p in plan.phases}
+        self.step = 0
+        self._display_acc = {"loss": 0.0, "hits": 0.0, "count": 0, "samples": 0, "t0": 0.0}
+
+    # ---- setup ------------------------------------------------------------------------
+    def _open_reader(self, phase):
+        d = self.plan.data[phase.data_block][phase.name]
+        source = SOURCES[d["kind"]]
+        return source.open(d["args"], pathlib.Path(d["base_dir"]),
+                           seed=self.job["seed"] + (0 if phase.name == "train" else 7919),
+                           prefetch=True)
+
+    def init_params(self):
+        rng = np.random.default_rng(self.job["seed"])
+        loaded = self._load_init_from()
+        for p in self.plan.params:
+            if p.store_name in loaded:
+                value = loaded[p.store_name]
+                if tuple(value.shape) != tuple(p.shape):
+                    raise SingaConfigError(f"param '{p.store_name}' from init_from has shape "
+                                           f"{list(value.shape)}, but {p.key} needs {list(p.shape)}")
+            elif p.init is None:
+                raise SingaConfigError(f"param '{p.store_name}' ({p.key}) has no initializer and "
+                                       "was not found in the init_from checkpoints")
+            else:
+                value = initialize(InitSpec.from_json(p.init), p.shape, p.fan_in, p.fan_out, rng)
+            self.executor.write(p.buffer, value.astype(np.float32))
+            self.executor.write(p.grad, np.zeros(p.shape, np.float32))
+            for s in p.state:
+                self.executor.write(s, np.zeros(p.shape, np.float32))
+
+    def _load_init_from(self) -> dict:
+        out = {}
+        for ws in self.job.get("init_from", []):
+            folder = checkpoint.latest(ws, warn=self._warn)
+            if folder is None:
+                raise SingaConfigError(f"init_from workspace '{ws}' has no checkpoint",
+                                       hint="run the job that writes it first")
+            params, _, _ = checkpoint.load(folder)
+            out.update(params)
+        return out
+
+    def _warn(self, text: str):
+        import sys
+        print(f"warning: {text}", file=sys.stderr)
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, step: int):
+        params, state = {}, {}
+        for p in self.plan.params:
+            params[p.store_name] = self.executor.read(p.buffer, p.shape)
+            for s in p.state:
+                state[f"{p.store_name}/{s.split(':')[1]}"] = self.executor.read(s, p.shape)
+        meta = {"readers": {n: r.state() for n, r in self.readers.items()},
+                "display": {k: v for k, v in self._display_acc.items() if k != "t0"},
+                "job": self.job["name"]}
+        checkpoint.save(self.workspace, step, params, state, meta)
+
+    def restore_checkpoint(self) -> bool:
+        folder = checkpoint.latest(self.workspace, warn=self._warn)
+        if folder is None:
+            return False
+        params, state, meta = checkpoint.load(folder)
+        for p in self.plan.params:
+            if p.store_name not in params:
+                raise SingaConfigError(f"checkpoint {folder} has no param '{p.store_name}'")
+            self.executor.write(p.buffer, params[p.store_name].astype(np.float32))
+            for s in p.state:
+                key = f"{p.store_name}/{s.split(':')[1]}"
+                self.executor.write(s, state.get(key, np.zeros(p.shape, np.float32)))
+        for name, st in meta.get("readers", {}).items():
+            if name in self.readers:
+                self.readers[name].restore(st)
+        self._display_acc.update(meta.get("display", {}))
+        self.step = int(meta["step"])
+        return True
+
+    # ---- one step -----------------------------------------------------------------------
+    def _feed(self, phase) -> None:
+        batch = self.readers[phase.name].next_batch()
+        for feed in phase.feeds:
+            self.executor.write(feed.buffer, batch[feed.field.split(".", 1)[1]])
+
+    def _set_learning_rates(self, step: int):
+        base = learning_rate(self.updater.lr, step)
+        params = {p.key: p for p in self.plan.params}
+        for u in self.plan.updates:
+            self.executor.set_arg("update", u.index, u.lr_arg,
+                                  np.float32(base * params[u.param].lr_scale))
+
+    def _read_losses(self, phase) -> tuple[float, float | None]:
+        loss, hits, n = 0.0, None, 0
+        for out in phase.losses:
+            values = self.executor.read(out.loss, (phase.batch,))
+            loss += float(values.mean())
+            if out.correct is not None:
+                h = float(self.executor.read(out.correct, (phase.batch,)).mean())
+                hits = h if hits is None else hits + h
+                n += 1
+        return loss, (None if hits is None else hits / n)
+
+    def train_step(self, step: int) -> tuple[float, float | None]:
+        train = self.plan.phase("train")
+        self._feed(train)
+        if "rng:step" in self.executor.buffer_names:
+            self.executor.write("rng:step", np.array([step], np.int32))
+        self.executor.run("train")
+        self._set_learning_rates(step)
+        self.executor.run("update")
+        loss, acc = self._read_losses(train)
+        if not math.isfinite(loss):
+            raise NumericalError(f"the training loss became {loss} at step {step}",
+                                 hint="lower the learning rate, or add clip: to the updater")
+        return loss, acc
+
+    def evaluate(self, phase_name: str, batches: int) -> dict:
+        phase = self.plan.phase(phase_name)
+        total, hits, count = 0.0, 0.0, 0
+        for _ in range(batches):
+            self._feed(phase)
+            self.executor.run(phase_name)
+            loss, acc = self._read_losses(phase)
+            total += loss
+            hits += acc or 0.0
+            count += 1
+        record = {"phase": phase_name, "step": self.step, "loss": total / count}
+        if phase.losses and phase.losses[0].correct is not None:
+            record["accuracy"] = hits / count
+        return record
+
+    # ---- the loop -----------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        resumed = self.resume and self.restore_checkpoint()
+        if not resumed:
+            self.init_params()
+        steps = self.job["steps"]
+        display = self.job.get("display") or {"every": max(1, steps // 50), "after": 0}
+        progress = Progress(self.job["name"], steps, self.step, self.workspace, self.quiet,
+                            resume=resumed)
+        if resumed:
+            progress.message(f"resumed {self.job['name']} at step {self.step}")
+            _truncate_metrics(progress, self.step)
+        start = self.step
+        acc = self._display_acc
+        acc["t0"] = progress.elapsed()
+        try:
+            for step in range(start, steps):
+                self.step = step
+                if step != start or not resumed:
+                    self._evaluations(step, progress)
+                    if step > 0 and _every_fires(self.job.get("checkpoint"), step):
+                        self.save_checkpoint(step)
+                loss, hits = self.train_step(step)
+                acc["loss"] += loss
+                acc["hits"] += hits or 0.0
+                acc["count"] += 1
+                acc["samples"] += self.plan.phase("train").batch
+                if _every_fires(display, step) or step == steps - 1:
+                    self._display(step, progress, hits is not None)
+                progress.advance(step + 1)
+            self.step = steps
+            self._evaluations(steps, progress, final=True)
+            self.save_checkpoint(steps)
+        finally:
+            progress.close()
+            for r in self.readers.values():
+                r.close()
+        return progress.records
+
+    def _evaluations(self, step: int, progress: Progress, final: bool = False):
+        for name in ("validate", "test"):
+            every = self.job.get(name)
+            if self.plan.phase(name) is None or every is None:
+                continue
+            if _every_fires(every, step) or (final and not _every_fires(every, step)):
+                progress.record(self.evaluate(name, every["batches"]))
+
+    def _display(self, step: int, progress: Progress, has_accuracy: bool):
+        acc = self._display_acc
+        now = progress.elapsed()
+        record = {"phase": "train", "step": step, "loss": acc["loss"] / acc["count"]}
+        if has_accuracy:
+            record["accuracy"] = acc["hits"] / acc["count"]
+        dt = now - acc["t0"]
+        record["samples_per_s"] = acc["samples"] / dt if dt > 0 else None
+        progress.record(record)
+        acc.update(loss=0.0, hits=0.0, count=0, samples=0, t0=now)   # in place: run() holds it
+
+
+def _truncate_metrics(progress: Progress, step: int):
+    """Drop records an interrupted run wrote after its last checkpoint."""
+    import json
+    path = progress.metrics_path
+    progress._metrics.close()
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue       # a line cut short by the interruption
+        if (r.get("phase") == "train" and r.get("step", 0) < step) or \
+                (r.get("phase") != "train" and r.get("step", 0) <= step):
+            kept.append(line)
+    path.write_text("".join(l + "\n" for l in kept))
+    progress._metrics = open(path, "a", encoding="utf-8")
