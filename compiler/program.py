@@ -59,6 +59,17 @@ class CheckedProgram:
         from .summary import render_summary
         return render_summary(self)
 
+    def run(self, **options) -> list[dict]:
+        """Compile and train; returns the metrics records (see ``singac run`` for options:
+        steps, device, workspace, resume, quiet)."""
+        from singa_dsl.run import run_program
+        return run_program(self, **options)
+
+    def plan(self):
+        """The compiled Plan (plain data; ``.dumps()`` gives its JSON)."""
+        from singa_dsl.run import compile_plan
+        return compile_plan(self)
+
     def to_source(self) -> str:
         from .format import format_program
         return format_program(self.ast)

@@ -103,8 +103,8 @@ class Trainer:
                 "job": self.job["name"]}
         checkpoint.save(self.workspace, step, params, state, meta)
 
-    def restore_checkpoint(self) -> bool:
-        folder = checkpoint.latest(self.workspace, warn=self._warn)
+    def restore_checkpoint(self, folder: pathlib.Path | None = None) -> bool:
+        folder = folder or checkpoint.latest(self.workspace, warn=self._warn)
         if folder is None:
             return False
         params, state, meta = checkpoint.load(folder)
@@ -121,6 +121,27 @@ class Trainer:
         self._display_acc.update(meta.get("display", {}))
         self.step = int(meta["step"])
         return True
+
+    def test_from_checkpoint(self, path: str, batches: int | None = None) -> dict:
+        """Load a checkpoint (a workspace's newest intact one, or a given folder) and
+        evaluate the test phase; by default over the whole test set."""
+        folder = pathlib.Path(path)
+        if not (folder / "MANIFEST.json").exists():
+            folder = checkpoint.latest(folder, warn=self._warn)
+            if folder is None:
+                raise SingaConfigError(f"no intact checkpoint in {path}")
+        self.restore_checkpoint(folder)
+        phase = self.plan.phase("test")
+        if phase is None:
+            raise SingaConfigError("the program has no test data")
+        reader = self.readers["test"]
+        reader.restore({**reader.state(), "epoch": 0, "position": 0})
+        n = batches or max(1, math.ceil(reader.records / phase.batch))
+        try:
+            return self.evaluate("test", n)
+        finally:
+            for r in self.readers.values():
+                r.close()
 
     # ---- one step -----------------------------------------------------------------------
     def _feed(self, phase) -> None:

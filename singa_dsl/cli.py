@@ -60,8 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--workspace", help="override the job's workspace folder")
     c.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-    c.add_argument("--reference", action="store_true",
-                   help="run on the numpy float64 reference instead of OpenCL (slow; for checks)")
+    c.add_argument("--profile", action="store_true",
+                   help="print the time spent per layer and per kernel (OpenCL events)")
+
+    c = cmd("plan", "compile a program and show the Plan the runtime executes")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--emit", choices=("json", "cl", "summary"), default="summary",
+                   help="json: the whole Plan; cl: every OpenCL program; summary: launch lists")
+    c.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    c = cmd("test", "evaluate a trained model on the program's test data")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="a workspace (its newest intact checkpoint) or one checkpoint folder")
+    c.add_argument("--batches", type=int, help="test batches (default: the whole test set)")
+    c.add_argument("--device", help="OpenCL device, as for run")
     return p
 
 
@@ -160,7 +173,44 @@ def _run(args) -> int:
         program = load(f)
         _print_warnings(program)
         run_program(program, steps=args.steps, device=args.device, workspace=args.workspace,
-                    resume=args.resume, quiet=args.quiet, reference=args.reference)
+                    resume=args.resume, quiet=args.quiet, profile=args.profile)
+    return 0
+
+
+def _plan(args) -> int:
+    from . import load
+    from .run import compile_plan
+    plan = compile_plan(load(args.file))
+    if args.emit == "json":
+        text = plan.dumps() + "\n"
+    elif args.emit == "cl":
+        text = "".join(f"/* ==== program {p.name} ({p.origin}); options: {' '.join(p.options)} "
+                       f"==== */\n{p.source}\n" for p in plan.kernels.programs)
+    else:
+        lines = [f"buffers: {len(plan.kernels.buffers)} "
+                 f"({sum(b.nbytes for b in plan.kernels.buffers) / 2**20:.1f} MiB), "
+                 f"programs: {len(plan.kernels.programs)}, params: {len(plan.params)}"]
+        for name, launches in plan.kernels.launch_lists:
+            lines.append(f"launch list {name}: {len(launches)} launches")
+            lines += [f"  {l.tag:<24} {l.kernel:<28} global {list(l.global_size)}"
+                      for l in launches]
+        text = "\n".join(lines) + "\n"
+    if args.output:
+        pathlib.Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _test(args) -> int:
+    from . import load
+    from .run import compile_plan
+    from .runtime.trainer import Trainer
+    program = load(args.file)
+    trainer = Trainer(compile_plan(program), device=args.device, quiet=True)
+    record = trainer.test_from_checkpoint(args.checkpoint, args.batches)
+    print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in record.items()))
     return 0
 
 
@@ -173,7 +223,8 @@ def _read(p: pathlib.Path) -> str:
         raise SingaError(f"cannot read {p}: {e}") from None
 
 
-_COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run}
+_COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "plan": _plan,
+             "test": _test}
 
 if __name__ == "__main__":
     sys.exit(main())
