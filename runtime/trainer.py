@@ -43,6 +43,7 @@ class Trainer:
         self.quiet = quiet
         self.device = device if device is not None and not isinstance(device, str) else \
             Device.open(device, profile=profile)
+        self.profile = profile
         self.executor = Executor.from_plan(self.device, plan.kernels, profile=profile)
         self.updater = UpdaterSpec.from_json(plan.updater)
         self.readers = {p.name: self._open_reader(p) for p in plan.phases}
@@ -229,6 +230,8 @@ class Trainer:
             self.step = steps
             self._evaluations(steps, progress, final=True)
             self.save_checkpoint(steps)
+            if self.profile:
+                progress.message(self.executor.profile_report().table())
         finally:
             progress.close()
             for r in self.readers.values():
