@@ -22,12 +22,26 @@ from .program import CheckedProgram
 EVAL_PHASES = ("test", "validate")
 
 
+# One lowering per training algorithm (SINGA's TrainOneBatch kinds): name → function that
+# emits a phase's launches after the forward pass (BP: the backward sweep).
+ALGORITHM_LOWERINGS: dict = {}
+
+
 def lower_program(program: CheckedProgram) -> Plan:
-    if program.algorithm is None or program.algorithm.kind != "bp":
-        kind = program.algorithm.kind if program.algorithm else "?"
-        raise SingaConfigError(f"algorithm {kind} cannot be compiled to OpenCL yet; "
-                               "this build trains with algorithm bp", program.algorithm.span
-                               if program.algorithm else None)
+    kind = program.algorithm.kind if program.algorithm else "?"
+    if kind not in ALGORITHM_LOWERINGS:
+        raise SingaConfigError(f"algorithm {kind} cannot be compiled to OpenCL yet",
+                               program.algorithm.span if program.algorithm else None)
+    return ALGORITHM_LOWERINGS[kind](program)
+
+
+def lower_bp(program: CheckedProgram) -> Plan:
+    return lower_with(program, _emit_backward)
+
+
+def lower_with(program: CheckedProgram, emit_train_step) -> Plan:
+    """Forward lists per phase; ``emit_train_step(program, em)`` adds what the train phase
+    does after its forward pass (the backward sweep, for BP)."""
     params = {p.key: p for p in program.net.params}
     block = _data_block(program)
     buffers, programs, lists, phases = {}, {}, {}, []
@@ -35,7 +49,7 @@ def lower_program(program: CheckedProgram) -> Plan:
         source = program.data[block].phases.get(phase)
         if source is None:
             continue
-        em = _emit_phase(program, phase, source.args["batch"], block, params)
+        em = _emit_phase(program, phase, source.args["batch"], block, params, emit_train_step)
         buffers.update(em.buffers)
         programs.update(em.programs)
         lists[phase] = em.launches
@@ -86,7 +100,7 @@ def _data_block(program: CheckedProgram) -> str:
     return block
 
 
-def _emit_phase(program, phase: str, batch: int, block: str, params) -> Emitter:
+def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_step) -> Emitter:
     spec = program.data[block].phases["train"]
     fields = {f"{block}.{name}": f"{phase}:data:{block}.{name}" for name in spec.fields}
     em = Emitter(batch, phase, params, fields, program.job.seed)
@@ -102,7 +116,7 @@ def _emit_phase(program, phase: str, batch: int, block: str, params) -> Emitter:
         em.extras.setdefault("train", phase == "train")
         op.emit_forward(em, layer)
     if phase == "train":
-        _emit_backward(program, em)
+        emit_train_step(program, em)
     return em
 
 
@@ -209,3 +223,6 @@ def _plain(v):
     if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
     return v
+
+
+ALGORITHM_LOWERINGS["bp"] = lower_bp
