@@ -2,6 +2,8 @@
 with ``transpose: true``, which is how a decoder shares an encoder's weights."""
 from __future__ import annotations
 
+import numpy as np
+
 from singa_dsl.schema import Attr
 from .registry import (SPLIT_PARAMS, SPLIT_REPLICATE, ParamSlot, ShapeProblem, TensorInfo,
                        define_op, init_attr, require_float)
@@ -21,6 +23,29 @@ def _params(attrs, ins, out):
     return tuple(slots)
 
 
+# --- numpy float64 references (registry.reference_api) ---------------------------------------
+
+def _forward(attrs, xs, params, ctx):
+    x = xs[0].reshape(len(xs[0]), -1)          # dense flattens each sample
+    w = params["w"]
+    y = x @ w if attrs["transpose"] else x @ w.T
+    if attrs["bias"]:
+        y = y + params["b"]
+    return y
+
+
+def _backward(attrs, xs, params, y, dy, ctx):
+    x = xs[0].reshape(len(xs[0]), -1)
+    w = params["w"]
+    if attrs["transpose"]:                     # y = x·W, W (in, units)
+        dx, grads = dy @ w.T, {"w": x.T @ dy}
+    else:                                      # y = x·Wᵀ, W (units, in)
+        dx, grads = dy @ w, {"w": dy.T @ x}
+    if attrs["bias"]:
+        grads["b"] = dy.sum(axis=0)
+    return [dx.reshape(xs[0].shape)], grads
+
+
 dense = define_op(
     name="dense", family="dense",
     doc="Fully connected layer (SINGA kInnerProduct): y = x·Wᵀ + b; the input is flattened.",
@@ -31,4 +56,5 @@ dense = define_op(
     sources=("x",), infer=_infer, params=_params,
     partition={"batch": SPLIT_REPLICATE, "feature": SPLIT_PARAMS},
     flops=lambda attrs, ins, out: 2 * ins[0].size * attrs["units"],
+    forward=_forward, backward=_backward,
 )

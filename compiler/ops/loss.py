@@ -2,6 +2,8 @@
 sample; the executor averages it over the batch, and softmax_loss also reports accuracy."""
 from __future__ import annotations
 
+import numpy as np
+
 from singa_dsl.schema import Attr
 from .registry import SPLIT_ELEMENTWISE, ShapeProblem, TensorInfo, define_op, require_float
 
@@ -21,6 +23,64 @@ def _softmax_loss(attrs, ins):
     return TensorInfo(())
 
 
+# --- numpy float64 references (registry.reference_api) ---------------------------------------
+# Forward: the loss of each sample, shape (batch,).  Backward: the gradient of the batch mean
+# (dy is ignored: a loss is where back-propagation starts).
+
+def _logits_labels(xs):
+    z = xs[0].reshape(len(xs[0]), -1)
+    return z, np.asarray(xs[1]).reshape(len(z)).astype(np.int64)
+
+
+def _log_softmax(z):
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _softmax_loss_fwd(attrs, xs, params, ctx):
+    """−log softmax(z)[label] per sample; also sets ctx.cache['accuracy'], the fraction of the
+    batch whose label is among the top-k logits.  Ties count against the label, as in Caffe's
+    accuracy layer: a sample is right when fewer than k other logits are >= the label's."""
+    z, label = _logits_labels(xs)
+    rows = np.arange(len(z))
+    z_label = z[rows, label]
+    rivals = (z >= z_label[:, None]).sum(axis=1) - 1
+    ctx.cache["accuracy"] = float(np.mean(rivals < attrs["topk"]))
+    return -_log_softmax(z)[rows, label]
+
+
+def _softmax_loss_bwd(attrs, xs, params, y, dy, ctx):
+    z, label = _logits_labels(xs)
+    g = np.exp(_log_softmax(z))
+    g[np.arange(len(z)), label] -= 1.0
+    g *= attrs["scale"] / len(z)                 # SINGA: (p − onehot)·scale / batch
+    return [g.reshape(xs[0].shape), None], {}
+
+
+def _euclidean_fwd(attrs, xs, params, ctx):
+    """½·Σ(x − t)² per sample.  SINGA's kEuclideanLoss *reports* Σ(x − t)²/batch but
+    back-propagates (x − t)/batch, which is the gradient of ½·Σ(x − t)²/batch; we keep SINGA's
+    gradient (so training matches it step for step) and report the loss it is the true gradient
+    of, i.e. half the number SINGA displays."""
+    b = len(xs[0])
+    d = xs[0].reshape(b, -1) - xs[1].reshape(b, -1)
+    return 0.5 * (d * d).sum(axis=1)
+
+
+def _euclidean_bwd(attrs, xs, params, y, dy, ctx):
+    # The target gets the true gradient too; an executor whose target is data drops it.
+    d = (xs[0].reshape(len(xs[0]), -1) - xs[1].reshape(len(xs[0]), -1)) / len(xs[0])
+    return [d.reshape(xs[0].shape), (-d).reshape(xs[1].shape)], {}
+
+
+def _argmax_fwd(attrs, xs, params, ctx):
+    return xs[0].reshape(len(xs[0]), -1).argmax(axis=1).astype(np.int32)
+
+
+def _argmax_bwd(attrs, xs, params, y, dy, ctx):
+    return [None], {}                            # a prediction: nothing flows back
+
+
 define_op(
     name="softmax_loss", family="loss",
     doc="Cross-entropy of softmax(logits) against integer labels, averaged over the batch; "
@@ -30,6 +90,7 @@ define_op(
     sources=("logits", "label"), source_dtypes=("float32", "int32"), infer=_softmax_loss,
     role="loss", partition={"batch": SPLIT_ELEMENTWISE},
     flops=lambda attrs, ins, out: 6 * ins[0].size,
+    forward=_softmax_loss_fwd, backward=_softmax_loss_bwd,
 )
 
 
@@ -46,10 +107,12 @@ def _euclidean(attrs, ins):
 
 define_op(
     name="euclidean_loss", family="loss",
-    doc="Σ(x − t)² / batch, SINGA's kEuclideanLoss (its gradient is (x − t)/batch).",
+    doc="½·Σ(x − t)² per sample, averaged over the batch: SINGA's kEuclideanLoss, whose "
+        "gradient (x − t)/batch this is the true loss of (SINGA displays twice this value).",
     attrs=(), sources=("x", "target"), source_dtypes=("float32", "float32"),
     infer=_euclidean, role="loss", partition={"batch": SPLIT_ELEMENTWISE},
     flops=lambda attrs, ins, out: 3 * ins[0].size,
+    forward=_euclidean_fwd, backward=_euclidean_bwd,
 )
 
 
@@ -62,4 +125,5 @@ define_op(
     name="argmax", family="loss",
     doc="Index of the largest feature of each sample (for prediction; no gradient).",
     attrs=(), sources=("x",), infer=_argmax, partition={"batch": SPLIT_ELEMENTWISE},
+    forward=_argmax_fwd, backward=_argmax_bwd,
 )
