@@ -51,10 +51,12 @@ def check_program(program: ast.Program, source: str, base_dir: pathlib.Path) -> 
         diag.raise_if_any()
     net_ast = nets[0]
     net_attrs = check_net_entries(net_ast, scope, diag)
-    drafts = layer_drafts(net_ast, scope, set(data_specs), diag)
+    drafts, broken = layer_drafts(net_ast, scope, set(data_specs), diag)
     init_from = job.init_from if job else ()
+    if not _check_algorithm_vs_unroll(algorithm, net_attrs, net_ast, drafts, diag):
+        diag.raise_if_any()    # per-step shapes would only add follow-on errors
     net, graph = build_net(net_ast.name, drafts, net_attrs, data_specs, init_from, diag,
-                           net_ast.span)
+                           net_ast.span, broken)
     if not diag.errors:
         _check_algorithm_fits(algorithm, net, net_attrs, net_ast, diag)
         _check_partitions(net, cluster, data_specs, drafts, diag)
@@ -113,22 +115,33 @@ def _one_block(program: ast.Program, keyword: str, file: str, diag: Diagnostics)
     return blocks[0]
 
 
+def _check_algorithm_vs_unroll(algorithm, net_attrs, net_ast, drafts, diag) -> bool:
+    """Checked before shapes: a wrong unroll would otherwise surface as shape errors."""
+    if algorithm is None:
+        return True
+    unroll = net_attrs["unroll"]
+    ok = True
+    if algorithm.kind != "bptt" and unroll > 1:
+        diag.error(SingaConfigError, f"unroll: {unroll} needs algorithm bptt",
+                   net_attrs["spans"].get("unroll", net_ast.name_span),
+                   "use algorithm bptt to train a recurrent net, or remove unroll")
+        ok = False
+    if algorithm.kind == "bptt" and unroll < 2:
+        diag.error(SingaConfigError, "algorithm bptt needs the net to set unroll: N (N >= 2)",
+                   net_ast.name_span, "add unroll: 50 (the sequence length) to the net")
+        ok = False
+    if algorithm.kind == "bptt" and not any(d.op.recurrent for d in drafts):
+        diag.error(SingaConfigError, "algorithm bptt needs a recurrent layer (gru, lstm, rnn)",
+                   algorithm.span)
+    if algorithm.kind == "cd" and not any(d.op.name == "rbm" for d in drafts):
+        diag.error(SingaConfigError, "algorithm cd trains rbm layers, but the net has none",
+                   algorithm.span, "add an rbm layer, or use algorithm bp")
+    return ok
+
+
 def _check_algorithm_fits(algorithm, net, net_attrs, net_ast, diag: Diagnostics):
     if algorithm is None:
         return
-    ops = {l.op for l in net.layers}
-    unroll_span = net_attrs["spans"].get("unroll", net_ast.name_span)
-    if algorithm.kind == "cd" and "rbm" not in ops:
-        diag.error(SingaConfigError, "algorithm cd trains rbm layers, but the net has none",
-                   algorithm.span, "add an rbm layer, or use algorithm bp")
-    if algorithm.kind == "bptt" and not any(l.op in ("gru", "lstm", "rnn") for l in net.layers):
-        diag.error(SingaConfigError, "algorithm bptt needs a recurrent layer (gru, lstm, rnn)",
-                   algorithm.span)
-    if algorithm.kind != "bptt" and net.unroll > 1:
-        diag.error(SingaConfigError, f"unroll: {net.unroll} needs algorithm bptt", unroll_span)
-    if algorithm.kind == "bptt" and net.unroll < 2:
-        diag.error(SingaConfigError, "algorithm bptt needs the net to set unroll: N (N >= 2)",
-                   net_ast.name_span)
     if algorithm.kind == "bp" and not any(l.op in ("softmax_loss", "euclidean_loss")
                                           for l in net.layers):
         diag.error(SingaConfigError, "algorithm bp needs a loss layer "

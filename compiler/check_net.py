@@ -52,7 +52,9 @@ def check_net_entries(net: ast.NetDecl, scope: Scope, diag: Diagnostics) -> dict
 
 
 def layer_drafts(net: ast.NetDecl, scope: Scope, data_blocks: set[str],
-                 diag: Diagnostics) -> list[LayerDraft]:
+                 diag: Diagnostics) -> tuple[list[LayerDraft], set[str]]:
+    """The drafts, and the names of statements that already reported an error (their uses
+    must not add 'undefined layer' errors on top)."""
     drafts: list[LayerDraft] = []
     names: dict[str, Span] = {}
     for stmt in net.layers:
@@ -66,7 +68,8 @@ def layer_drafts(net: ast.NetDecl, scope: Scope, data_blocks: set[str],
         names[stmt.name] = stmt.name_span
         partition, pspan = _annotation(stmt, diag)
         _flatten(stmt.name, stmt.value, stmt, partition, pspan, scope, data_blocks, drafts, diag)
-    return drafts
+    broken = set(names) - {d.name for d in drafts}
+    return drafts, broken
 
 
 def _annotation(stmt: ast.Layer, diag: Diagnostics):

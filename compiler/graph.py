@@ -18,24 +18,30 @@ FIELD = "field"   # node kind of a data field; layers are kind "layer"
 
 
 def build_net(name: str, drafts: list[LayerDraft], net_attrs: dict, data: dict[str, DataSpec],
-              init_from: tuple, diag: Diagnostics, span) -> tuple[NetSpec, nx.DiGraph]:
+              init_from: tuple, diag: Diagnostics, span,
+              broken: set[str] = frozenset()) -> tuple[NetSpec, nx.DiGraph]:
     g = nx.DiGraph()
     by_name = {d.name: d for d in drafts}
+    order = {d.name: k for k, d in enumerate(drafts)}
     for d in drafts:
         g.add_node(d.name, kind="layer")
     for d in drafts:
         for i, s in enumerate(d.sources):
             if s.is_field:
                 g.add_node(s.name, kind=FIELD)
+            elif s.name in broken:
+                continue       # its own statement already reported an error
             elif s.name not in by_name:
-                close = difflib.get_close_matches(s.name, list(by_name), n=1, cutoff=0.6)
+                # Prefer layers written before this one: a later one would usually be a cycle.
+                earlier = [n for n in by_name if order[n] < order[d.name]]
+                close = difflib.get_close_matches(s.name, earlier, n=1, cutoff=0.6) or \
+                    difflib.get_close_matches(s.name, list(by_name), n=1, cutoff=0.6)
                 diag.error(SingaNameError, f"undefined layer '{s.name}'", s.span,
                            f"did you mean '{close[0]}'?" if close else
                            "sources are layers of this net or data fields such as mnist.image")
                 continue
             g.add_edge(s.name, d.name, index=i)
-    _check_cycles(g, by_name, diag)
-    if diag.errors:
+    if _has_cycle(g, by_name, diag):
         return NetSpec(name, net_attrs["partition"], net_attrs["unroll"], ()), g
     layers = _infer(g, by_name, net_attrs, data, diag)
     check_shares_and_names([p for l in layers for p in l.params], init_from, diag)
@@ -44,16 +50,17 @@ def build_net(name: str, drafts: list[LayerDraft], net_attrs: dict, data: dict[s
     return NetSpec(name, net_attrs["partition"], net_attrs["unroll"], tuple(layers), span), g
 
 
-def _check_cycles(g: nx.DiGraph, by_name, diag: Diagnostics):
+def _has_cycle(g: nx.DiGraph, by_name, diag: Diagnostics) -> bool:
     try:
         cycle = nx.find_cycle(g)
     except nx.NetworkXNoCycle:
-        return
+        return False
     names = [u for u, _ in cycle] + [cycle[0][0]]
     first = by_name[names[0]]
     diag.error(SingaConfigError, "the net has a cycle: " + " -> ".join(names), first.name_span,
                "a layer cannot depend on itself; express recurrence with 'unroll' and a "
                "recurrent op (gru, lstm, rnn)")
+    return True
 
 
 def _field_info(ref: str, data: dict[str, DataSpec], unroll: int, span,
@@ -92,8 +99,11 @@ def _infer(g: nx.DiGraph, by_name: dict[str, LayerDraft], net_attrs, data, diag)
             info = _field_info(s.name, data, net_attrs["unroll"], s.span, diag) if s.is_field \
                 else infos.get(s.name)
             ins.append(info)
-        if any(i is None for i in ins) or INVALID in d.bound.values.values():
+        short = len(ins) < d.op.min_sources or (not d.op.variadic and len(ins) != len(d.op.sources))
+        if short or any(i is None for i in ins) or \
+                INVALID in d.bound.values.values():
             infos[node] = None
+            _check_inits_alone(d, diag)
             continue
         out = _infer_one(d, tuple(ins), diag)
         infos[node] = out
@@ -106,6 +116,17 @@ def _infer(g: nx.DiGraph, by_name: dict[str, LayerDraft], net_attrs, data, diag)
         layers.append(LayerSpec(d.name, d.op.name, tuple(s.name for s in d.sources),
                                 dict(d.bound.values), partition, tuple(ins), out, params, d.span))
     return layers
+
+
+def _check_inits_alone(d: LayerDraft, diag):
+    """A layer whose shapes are unknown still gets its initializers checked, so a bad size
+    does not hide a misspelt initializer until the next run."""
+    from .ops import ParamSlot
+    for a in d.op.attrs:
+        value = d.bound.values.get(a.name)
+        if a.kind == "init" and value not in (None, INVALID):
+            resolve_param(d.name, ParamSlot(a.name, (1,), "weight", 1, 1), value,
+                          d.bound.spans.get(a.name, d.span), diag)
 
 
 def _infer_one(d: LayerDraft, ins: tuple[TensorInfo, ...], diag) -> TensorInfo | None:

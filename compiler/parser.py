@@ -25,8 +25,8 @@ _TERMINAL_WORDS = {
     "RSQB": "']'", "COLON": "':'", "EQUAL": "'='", "COMMA": "','", "DOT": "'.'",
     "AT": "'@'", "TRUE": "true", "FALSE": "false", "MINUS": "'-'", "PLUS": "'+'",
     "STAR": "'*'", "SLASH": "'/'", "$END": "end of file",
-    "CONST": "'const'", "JOB": "'job'", "DATA": "'data'", "NET": "'net'",
-    "ALGORITHM": "'algorithm'", "UPDATER": "'updater'", "CLUSTER": "'cluster'",
+    "_CONST": "'const'", "_JOB": "'job'", "_DATA": "'data'", "_NET": "'net'",
+    "_ALGORITHM": "'algorithm'", "_UPDATER": "'updater'", "_CLUSTER": "'cluster'",
 }
 
 # Example fragments of common mistakes, labelled; see lark's error_reporting_lalr example.
@@ -36,9 +36,17 @@ _SYNTAX_EXAMPLES = {
     "missing '=' in a layer statement (write NAME = op(...))": [
         "net n { x input(d.image) }", "net n { fc dense(x, 10) }"],
     "a block must start with one of: const, job, data, net, algorithm, updater, cluster": [
-        "layer x", "foo {", "nett n {", "jobs j {", "x = 1"],
+        "layer x", "foo {", "nett n {", "jobs j {", "x = 1", "const a = 1\nfoo {",
+        # after each kind of block (the parser state differs by block)
+        "job j {}\nx = 1", "net n {}\nlayer x", "data d {}\nx {", "updater u {}\nx {",
+        "cluster {}\nx {", "algorithm bp\nalgorithmm cd", "algorithm a { }\nx",
+        "job j { a: 1 }\nx", "data d { a: b(c) }\nx", "net n { x = a(b) }\nx",
+        "net n { x = a(b) @feature }\nx", "net n { p: batch }\nx", "updater u { a: 1 }\nx",
+        "cluster { a: 1 }\nx", "algorithm cd { k: 1 }\nx"],
     "unclosed '(' : a call or group is missing its ')'": [
-        "net n { x = input(d.image }", "const a = (1 + 2", "net n { x = dense(y, 10 }"],
+        "net n { x = input(d.image }", "const a = (1 + 2", "net n { x = dense(y, 10 }",
+        "net n { x = relu(a\n y = b(x) }", "net n { x = relu(a.b\n y = b(x) }",
+        "net n { x = dense(y, 10\n z = relu(x) }"],
     "a value is missing here": [
         "job j { steps: }", "const a =", "job j { steps: , }"],
 }
@@ -230,17 +238,49 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> SingaSyntaxError:
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
         line, col = _end_position(text)
     span = Span(file, line, col, line, col + width)
-    label = None
-    try:
-        label = e.match_examples(_lark().parse, _SYNTAX_EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses examples; never let that mask the error
-        label = None
+    label = _label(e, text)
     message, hint = _describe(e), label
     return SingaSyntaxError(message, span, hint, text)
 
 
+@functools.lru_cache(maxsize=1)
+def _example_labels() -> dict:
+    """(LALR state, token type) → label, learned by parsing the labelled examples.
+
+    Keyed on the parser's current state rather than its whole stack (which is what lark's
+    match_examples compares), so a mistake is recognised wherever in a file it is made."""
+    table: dict = {}
+    for label, examples in _SYNTAX_EXAMPLES.items():
+        for example in examples:
+            try:
+                _lark().parse(example)
+            except UnexpectedInput as ex:
+                for key in _keys(ex):
+                    table.setdefault(key, label)
+    return table
+
+
+def _keys(e: UnexpectedInput) -> list[tuple]:
+    state = getattr(e, "state", None)
+    top = state.state_stack[-1] if state is not None and state.state_stack else None
+    token = getattr(getattr(e, "token", None), "type", None)
+    return [(top, token), (top, None)] if top is not None else []
+
+
+def _label(e: UnexpectedInput, text: str) -> str | None:
+    if isinstance(e, UnexpectedCharacters):
+        return None        # a stray character: the message says all there is to say
+    table = _example_labels()
+    for key in _keys(e):
+        if key in table:
+            return table[key]
+    return None
+
+
 def _describe(e: UnexpectedInput) -> str:
     if isinstance(e, UnexpectedCharacters):
+        if e.char == '"':
+            return "unterminated string: a string must end with \" on the same line"
         return f"unexpected character {e.char!r}"
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
         return "unexpected end of file" + _expected(e)

@@ -53,8 +53,25 @@ class Scope:
     bare_words: bool = False     # a bare unknown name is a word (e.g. ``partition: batch``)
 
 
+MAX_MAGNITUDE = 1e300     # beyond this a number is a typo, and float() of it may overflow
+
+
+def _checked_number(v, span: Span, diag: Diagnostics):
+    """Numbers must be finite and of sane size: 1e999 or 10**400 are mistakes, not values."""
+    import math
+    too_big = abs(v) > MAX_MAGNITUDE if isinstance(v, int) else not math.isfinite(v) or \
+        abs(v) > MAX_MAGNITUDE
+    if too_big:
+        diag.error(SingaConfigError, "number is too large", span,
+                   f"numbers must be finite and at most {MAX_MAGNITUDE:g} in size")
+        return INVALID
+    return v
+
+
 def evaluate(expr: ast.Expr, scope: Scope, diag: Diagnostics):
-    if isinstance(expr, (ast.Num, ast.Str, ast.Bool)):
+    if isinstance(expr, ast.Num):
+        return _checked_number(expr.value, expr.span, diag)
+    if isinstance(expr, (ast.Str, ast.Bool)):
         return expr.value
     if isinstance(expr, ast.Ref):
         return _evaluate_ref(expr, scope, diag)
@@ -113,19 +130,21 @@ def _evaluate_binop(expr: ast.BinOp, scope: Scope, diag: Diagnostics):
         bad = a if not _is_number(a) else b
         diag.error(SingaConfigError, f"'{expr.op}' needs numbers, got {_describe(bad)}", expr.span)
         return INVALID
-    if expr.op == "+":
-        return a + b
-    if expr.op == "-":
-        return a - b
-    if expr.op == "*":
-        return a * b
+    if expr.op in "+-*":
+        if abs(a) > MAX_MAGNITUDE or abs(b) > MAX_MAGNITUDE:
+            return _checked_number(float("inf"), expr.span, diag)
+        value = a + b if expr.op == "+" else a - b if expr.op == "-" else a * b
+        return _checked_number(value, expr.span, diag)
     if b == 0:
         diag.error(SingaConfigError, "division by zero", expr.span)
         return INVALID
     # Integer division stays integral when exact, so `H / 2` can still size a layer.
     if isinstance(a, int) and isinstance(b, int) and a % b == 0:
         return a // b
-    return a / b
+    try:
+        return _checked_number(a / b, expr.span, diag)
+    except OverflowError:
+        return _checked_number(float("inf"), expr.span, diag)
 
 
 def _is_number(v) -> bool:
@@ -180,6 +199,7 @@ def bind(what: str, attrs: tuple[Attr, ...], args: tuple, kwargs: tuple, node: a
         a = positional[i]
         values[a.name], spans[a.name] = value, s
     kw_nodes = {k.name: k for k in node.kwargs} if node is not None else {}
+    by_position = set(values)
     for name, value in kwargs:
         s = kw_nodes[name].span if name in kw_nodes else span
         if name not in table:
@@ -189,9 +209,10 @@ def bind(what: str, attrs: tuple[Attr, ...], args: tuple, kwargs: tuple, node: a
                        f"{close + ' ' if close else ''}attributes of {what}: {known}")
             continue
         if name in values:
-            diag.error(SingaConfigError, f"attribute '{name}' of {what} given twice "
-                       "(by position and by name)", s)
-            continue
+            if name in by_position:
+                diag.error(SingaConfigError, f"attribute '{name}' of {what} given twice "
+                           "(by position and by name)", s)
+            continue       # a repeated keyword was reported where the call was read
         values[name], spans[name] = value, s
     for a in attrs:
         if a.name in values:
