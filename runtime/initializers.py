@@ -69,7 +69,8 @@ def _gaussian_attrs() -> tuple[Attr, ...]:
 
 
 def _f32(values: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(values, dtype=np.float32)
+    # not ascontiguousarray: it turns a 0-d array (shape ()) into shape (1,)
+    return np.asarray(values, dtype=np.float32, order="C")
 
 
 @_initializer("constant", (Attr("value", "float", doc="the value of every element",

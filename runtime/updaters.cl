@@ -24,20 +24,23 @@
  * sgd without momentum.
  *
  * Work split: work-item i handles the UPD_CHUNK contiguous elements starting at
- * i * UPD_CHUNK; a whole chunk is loaded as one float16 (plain vector arithmetic, which
+ * i * UPD_CHUNK; a whole chunk is loaded as one float8 (plain vector arithmetic, which
  * PoCL compiles to straight SIMD code), the ragged tail element by element.  Launch with
  * global size = round_up(ceil(n / UPD_CHUNK), local) and an explicit local size (e.g. 64):
- * work-items past the end return at once.  Buffers must start 64-byte aligned, which every
+ * work-items past the end return at once.  Buffers must start 32-byte aligned, which every
  * cl.Buffer and sub-buffer is (CL_DEVICE_MEM_BASE_ADDR_ALIGN is larger).
  *
  * Every rule is first the common prologue, then its own formula:
  *   g = clip(g); g = g * grad_scale; if (wd > 0) g = g + wd * w;
- * The formulas are written once as macros over a type T so the float16 body and the
+ * The formulas are written once as macros over a type T so the float8 body and the
  * scalar tail cannot drift apart.
  */
 
-#define UPD_CHUNK 16
-typedef float16 updvec;
+/* float8 is one AVX2 register.  float16 measured no faster (the update is memory-bound)
+ * and, on machines without AVX-512, makes clang warn about the ABI of every builtin call
+ * (sqrt, clamp, fmax) at each build.  Keep UPDATE_CHUNK in updaters.py equal to this. */
+#define UPD_CHUNK 8
+typedef float8 updvec;
 
 #define UPD_ARGS __global float *w, __global const float *g, __global float *h, \
     __global float *u, const int n, const float lr, const float wd,             \
@@ -85,7 +88,7 @@ typedef float16 updvec;
     U = fmax(U * hyper1, fabs(G)) + delta;                     \
     W = W - lr * H / U;
 
-/* One kernel: a float16 body for whole chunks, a scalar loop for the tail.
+/* One kernel: a float8 body for whole chunks, a scalar loop for the tail.
  * USES_H / USES_U say which state buffers the rule reads and writes, so rules without
  * them never touch the dummy buffer passed in their place. */
 #define UPDATE_KERNEL(NAME, RULE, CLIPS, USES_H, USES_U)                        \
@@ -106,7 +109,8 @@ __kernel void NAME(UPD_ARGS)                                                    
         if (USES_H) ((__global updvec *)h)[chunk] = hv;                         \
         if (USES_U) ((__global updvec *)u)[chunk] = uv;                         \
     } else {                                                                    \
-        for (int i = first; i < n; ++i) {                                       \
+        const int end = min(first + UPD_CHUNK, n);                              \
+        for (int i = first; i < end; ++i) {                                     \
             float ws = w[i], gs = g[i];                                         \
             float hs = USES_H ? h[i] : 0.0f, us = USES_U ? u[i] : 0.0f;         \
             PROLOGUE(CLIPS, ws, gs)                                             \

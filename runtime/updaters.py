@@ -31,7 +31,7 @@ from singa_dsl.schema import Attr, defaults
 from .schedules import ScheduleSpec, _freeze, _thaw, learning_rate, lr_from_json, lr_to_json
 
 # Elements per work-item in updaters.cl (its UPD_CHUNK); a test keeps the two equal.
-UPDATE_CHUNK = 16
+UPDATE_CHUNK = 8
 UPDATE_LOCAL_SIZE = 64
 
 # reference(w, g, state, lr, wd, grad_scale, args)
