@@ -7,6 +7,7 @@ layer is its data buffer) are decided here, once, not in every op.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -46,6 +47,7 @@ class Emitter:
         self.aliases: dict[str, str] = {}        # layer → buffer of another tensor
         self.layer_ids: dict[str, int] = {}
         self.extras: dict[str, dict] = {}        # per-layer facts the runtime needs (losses)
+        self.side_lists: dict[str, list[Launch]] = {}   # other launch lists ("init", ...)
 
     # ---- naming -------------------------------------------------------------------------
     def source(self, layer: LayerSpec, i: int) -> str:
@@ -108,6 +110,17 @@ class Emitter:
             lsize = local if isinstance(local, tuple) else (local,) + (1,) * (len(items) - 1)
             gsize = tuple(round_up(n, l) for n, l in zip(items, lsize))
         self.launches.append(Launch(self.program(family), kernel, gsize, lsize, tuple(args), tag))
+
+    @contextlib.contextmanager
+    def into(self, list_name: str):
+        """Send the launches emitted inside the block to another launch list of the plan
+        (e.g. "init", run once before training) instead of this phase's list."""
+        saved = self.launches
+        self.launches = self.side_lists.setdefault(list_name, [])
+        try:
+            yield
+        finally:
+            self.launches = saved
 
     def gemm(self, tag: str, **kw):
         emit = gemm_mod.gemm_launch(tag=tag, origin=f"sgemm in layer {tag}", **kw)

@@ -39,25 +39,38 @@ def lower_bp(program: CheckedProgram) -> Plan:
     return lower_with(program, _emit_backward)
 
 
-def lower_with(program: CheckedProgram, emit_train_step) -> Plan:
+def lower_with(program: CheckedProgram, emit_train_step, *, emit_eval_step=None,
+               emit_prologue=None, updated=None, metric: dict | None = None) -> Plan:
     """Forward lists per phase; ``emit_train_step(program, em)`` adds what the train phase
-    does after its forward pass (the backward sweep, for BP)."""
+    does after its forward pass (the backward sweep, for BP).  Optional hooks for the other
+    algorithms: ``emit_eval_step(program, em, phase)`` after an evaluation phase's forward
+    pass, ``emit_prologue(program, em, phase)`` before any phase's forward pass;
+    ``updated(param)`` says which owned params get an updater launch (default: all);
+    ``metric`` is copied into the Plan (how the runtime reports the losses).  Launches an
+    emitter sends to other lists (``em.into("init")``) are appended to those lists."""
     params = {p.key: p for p in program.net.params}
     block = _data_block(program)
     buffers, programs, lists, phases = {}, {}, {}, []
+    side: dict[str, list] = {}
     for phase in ("train",) + EVAL_PHASES:
         source = program.data[block].phases.get(phase)
         if source is None:
             continue
-        em = _emit_phase(program, phase, source.args["batch"], block, params, emit_train_step)
-        buffers.update(em.buffers)
+        em = _emit_phase(program, phase, source.args["batch"], block, params, emit_train_step,
+                         emit_eval_step, emit_prologue)
+        for name, decl in em.buffers.items():   # phases share names: keep the largest
+            if name not in buffers or buffers[name].nbytes < decl.nbytes:
+                buffers[name] = decl
         programs.update(em.programs)
         lists[phase] = em.launches
+        for name, launches in em.side_lists.items():
+            side.setdefault(name, []).extend(launches)
         phases.append(PhasePlan(phase, source.args["batch"], block, _feeds(em, program, block,
                                                                            phase),
                                 phase, _losses(em, program)))
-    update_launches, updates, state_buffers = _updates(program, params)
+    update_launches, updates, state_buffers = _updates(program, params, updated)
     lists["update"] = update_launches
+    lists.update(side)
     programs["updaters"] = ProgramDecl("updaters", upd.kernel_source(), ("-cl-mad-enable",),
                                        "updater kernels")
     entries = []
@@ -80,7 +93,7 @@ def lower_with(program: CheckedProgram, emit_train_step) -> Plan:
                 algorithm={"kind": program.algorithm.kind, "args": program.algorithm.args},
                 cluster=dataclasses.asdict(dataclasses.replace(program.cluster)) | {"span": None},
                 params=tuple(entries), phases=tuple(phases), updates=tuple(updates),
-                kernels=kernels)
+                kernels=kernels, metric=metric)
 
 
 def _decl(name, n):
@@ -100,7 +113,8 @@ def _data_block(program: CheckedProgram) -> str:
     return block
 
 
-def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_step) -> Emitter:
+def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_step,
+                emit_eval_step=None, emit_prologue=None) -> Emitter:
     spec = program.data[block].phases["train"]
     fields = {f"{block}.{name}": f"{phase}:data:{block}.{name}" for name in spec.fields}
     em = Emitter(batch, phase, params, fields, program.job.seed)
@@ -109,6 +123,8 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
         for d in shape:
             n *= d
         em.declare(fields[f"{block}.{name}"], n, dtype)
+    if emit_prologue is not None:
+        emit_prologue(program, em, phase)
     for layer in program.net.layers:
         op = OPS[layer.op]
         if op.emit_forward is None:
@@ -117,6 +133,8 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
         op.emit_forward(em, layer)
     if phase == "train":
         emit_train_step(program, em)
+    elif emit_eval_step is not None:
+        emit_eval_step(program, em, phase)
     return em
 
 
@@ -148,11 +166,12 @@ def _emit_backward(program, em: Emitter):
 def _needs_grad(program, layer_name: str) -> bool:
     """A layer needs its output gradient if it, or anything it reads, has params."""
     memo = {}
+    names = {l.name for l in program.net.layers}
 
     def visit(name):
         if name in memo:
             return memo[name]
-        if name not in {l.name for l in program.net.layers}:
+        if name not in names:
             return False
         layer = program.net.layer(name)
         memo[name] = bool(layer.params) or any(visit(s) for s in layer.sources)
@@ -176,12 +195,12 @@ def _losses(em, program) -> tuple[LossOut, ...]:
     return tuple(out)
 
 
-def _updates(program, params):
+def _updates(program, params, updated=None):
     spec = program.updater
     defn = spec.definition
     launches, updates, states = [], [], {}
     for p in program.net.params:
-        if p.share_of is not None:
+        if p.share_of is not None or (updated is not None and not updated(p)):
             continue
         used = defn.state_for(spec.args)
         names = [f"state:{s}:{p.key}" for s in used]
@@ -226,3 +245,6 @@ def _plain(v):
 
 
 ALGORITHM_LOWERINGS["bp"] = lower_bp
+
+# The other algorithms register themselves (cd: lower_cd.py, bptt: lower_bptt.py).
+from . import lower_bptt, lower_cd  # noqa: E402,F401

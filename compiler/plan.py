@@ -73,6 +73,10 @@ class Plan:
     updates: tuple[UpdateLaunch, ...]
     kernels: KernelPlan
     version: int = PLAN_VERSION
+    # How the runtime reports the loss outputs; None: BP's (losses summed, per-sample means).
+    # {"name": "reconstruction_error" | "nats_per_char", "reduce": "sum" | "mean" (over the
+    # loss outputs, e.g. the unrolled copies of one loss), "perplexity": bool}.
+    metric: dict | None = None
 
     def phase(self, name: str) -> PhasePlan | None:
         return next((p for p in self.phases if p.name == name), None)
@@ -87,6 +91,7 @@ class Plan:
                         "losses": [_asdict(l) for l in p.losses]} for p in self.phases],
             "updates": [_asdict(u) for u in self.updates],
             "kernels": self.kernels.to_json(),
+            "metric": self.metric,
         }
 
     def dumps(self) -> str:
@@ -105,7 +110,7 @@ class Plan:
                             p["launch_list"], tuple(LossOut(**l) for l in p["losses"]))
                   for p in d["phases"]),
             tuple(UpdateLaunch(**u) for u in d["updates"]),
-            KernelPlan.from_json(d["kernels"]))
+            KernelPlan.from_json(d["kernels"]), metric=d.get("metric"))
 
 
 def _asdict(obj) -> dict:

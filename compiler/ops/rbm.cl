@@ -1,0 +1,74 @@
+/* RBM kernels: the encoder's sigmoid, Gibbs sampling and CD's statistics (SINGA kCD).
+ * The GEMMs (v·Wᵀ, h·W, hᵀ·v) go through the shared sgemm programs. */
+
+/* The counter-based generator of activation.cl, repeated here (each .cl file is its own
+ * program): a 32-bit integer hash of seed, layer, step and index — reproducible, no state,
+ * independent per element, per Gibbs step and per training step. */
+inline uint mix32(uint h) {
+    h ^= h >> 16; h *= 0x7feb352dU; h ^= h >> 15; h *= 0x846ca68bU; h ^= h >> 16;
+    return h;
+}
+inline float uniform01(uint seed, uint layer, uint step, uint i) {
+    uint h = mix32(seed ^ mix32(layer * 0x9e3779b9U ^ mix32(step + 0x632be5abU * i)));
+    return (h >> 8) * (1.0f / 16777216.0f);
+}
+
+/* x = σ(x) in place. */
+__kernel void rbm_sigmoid(__global float *x, const int n) {
+    int i = get_global_id(0);
+    if (i < n) x[i] = 1.0f / (1.0f + exp(-x[i]));
+}
+
+/* da (+)= dy·σ'(pre) from y = σ(pre) (BP through an rbm used as an encoder). */
+__kernel void rbm_sigmoid_bwd(__global const float *y, __global const float *dy,
+                              __global float *da, const int n, const int gaussian) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    float o = y[i];
+    da[i] = gaussian ? dy[i] : dy[i] * o * (1.0f - o);
+}
+
+/* One Gibbs sample of the hidden units h (n = batch·hidden values).  Binary units: 1 where
+ * u < h, with u = uniform01(seed, layer, step, gibbs·n + i).  Gaussian units (h is the
+ * pre-activation): h + N(0, 1), the normal from Box–Muller on the uniforms of indices
+ * 2(gibbs·n + i) and 2(gibbs·n + i) + 1. */
+__kernel void rbm_sample(__global const float *h, __global float *s, const int n,
+                         const int gaussian, const uint seed, const uint layer,
+                         __global const int *step, const int gibbs) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    uint st = (uint)step[0];
+    uint idx = (uint)gibbs * (uint)n + (uint)i;
+    if (gaussian) {
+        float u1 = uniform01(seed, layer, st, 2u * idx);
+        float u2 = uniform01(seed, layer, st, 2u * idx + 1u);
+        float r = sqrt(-2.0f * log(1.0f - u1));
+        s[i] = h[i] + r * cos(6.2831853071795865f * u2);
+    } else {
+        s[i] = uniform01(seed, layer, st, idx) < h[i] ? 1.0f : 0.0f;
+    }
+}
+
+/* err[r] = Σ_c (a[r, c] − b[r, c])²: SINGA's squared reconstruction error, per sample. */
+__kernel void rbm_sq_error(__global const float *a, __global const float *b,
+                           __global float *err, const int rows, const int cols) {
+    int r = get_global_id(0);
+    if (r >= rows) return;
+    float s = 0.0f;
+    for (int c = 0; c < cols; ++c) {
+        float d = a[(size_t)r * cols + c] - b[(size_t)r * cols + c];
+        s += d * d;
+    }
+    err[r] = s;
+}
+
+/* out[j] = scale · Σ_r (neg[r, j] − pos[r, j]): a bias gradient of CD. */
+__kernel void rbm_bias_grad(__global const float *neg, __global const float *pos,
+                            __global float *out, const int rows, const int cols,
+                            const float scale) {
+    int j = get_global_id(0);
+    if (j >= cols) return;
+    float s = 0.0f;
+    for (int r = 0; r < rows; ++r) s += neg[(size_t)r * cols + j] - pos[(size_t)r * cols + j];
+    out[j] = scale * s;
+}
