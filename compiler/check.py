@@ -57,6 +57,7 @@ def check_program(program: ast.Program, source: str, base_dir: pathlib.Path) -> 
         diag.raise_if_any()    # per-step shapes would only add follow-on errors
     net, graph = build_net(net_ast.name, drafts, net_attrs, data_specs, init_from, diag,
                            net_ast.span, broken)
+    _check_phases_used(job, singles["job"], net, data_specs, diag)
     if not diag.errors:
         _check_algorithm_fits(algorithm, net, net_attrs, net_ast, diag)
         _check_partitions(net, cluster, data_specs, drafts, diag)
@@ -165,6 +166,26 @@ def _check_partitions(net, cluster, data_specs, drafts, diag: Diagnostics):
             diag.error(SingaShapeError, f"layer '{l.name}' has {l.out.shape[0]} features, "
                        f"not divisible by {n} workers per group", spans[l.name],
                        f"partition it on the batch (@batch) or make it a multiple of {n}")
+
+
+def _check_phases_used(job, job_block, net, data_specs, diag: Diagnostics):
+    """The data block the net reads must have a train source; a test/validate schedule
+    without the matching source would silently never run."""
+    read = {s.split(".")[0] for l in net.layers for s in l.sources if "." in s} & set(data_specs)
+    for name in sorted(read):
+        spec = data_specs[name]
+        if "train" not in spec.declared:
+            diag.error(SingaConfigError, f"data {name} has no train source", spec.span,
+                       "add train: SOURCE(...) to the data block")
+    if job is None or job_block is None:
+        return
+    for phase in ("test", "validate"):
+        if getattr(job, phase) is not None and read and not any(
+                phase in data_specs[n].declared for n in read):
+            entry = next((e for e in job_block.entries if e.key == phase), None)
+            diag.warn(f"'{phase}' is scheduled but no data block has a {phase} source, so it "
+                      "will not run", entry.span if entry else job_block.span,
+                      f"add {phase}: SOURCE(...) to the data block")
 
 
 def _warn_init_from(job, block, diag: Diagnostics):

@@ -30,7 +30,7 @@ def check_data(block: ast.Block, scope: Scope, base_dir: pathlib.Path,
         if spec is not None:
             phases[entry.key] = spec
     _check_phases_agree(block, phases, diag)
-    return DataSpec(block.name, phases, block.span)
+    return DataSpec(block.name, phases, block.span, tuple(sorted(seen)))
 
 
 def _check_source(value, entry: ast.Entry, base_dir: pathlib.Path,

@@ -87,7 +87,7 @@ def _number(v) -> str:
         return str(v)
     text = repr(float(v))
     # repr gives "1e-05" or "0.001": both are FLOAT tokens; "1.0" stays a float too.
-    return text
+    return {"inf": "1e999", "-inf": "-1e999"}.get(text, text)   # 1e999 reads back as inf
 
 
 def _quote(s: str) -> str:

@@ -61,8 +61,9 @@ class SourceSpec:
 @dataclass(frozen=True)
 class DataSpec:
     name: str
-    phases: dict            # "train" | "test" | "validate" → SourceSpec
+    phases: dict            # "train" | "test" | "validate" → SourceSpec (the valid ones)
     span: Span = _span()
+    declared: tuple = ()    # every phase written, valid or not
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,9 @@ def check_shares_and_names(params: list[ParamSpec], init_from: tuple, diag: Diag
         if p.share_of is None:
             continue
         owner = table.get(p.share_of)
+        if p.share_of == p.key:
+            diag.error(SingaConfigError, f"{p.key} cannot share itself", p.span)
+            continue
         if owner is None:
             diag.error(SingaNameError, f"share() of unknown param '{p.share_of}'", p.span,
                        _close(p.share_of, table))

@@ -86,14 +86,15 @@ def evaluate(expr: ast.Expr, scope: Scope, diag: Diagnostics):
     if isinstance(expr, ast.BinOp):
         return _evaluate_binop(expr, scope, diag)
     if isinstance(expr, ast.ListExpr):
-        return tuple(evaluate(i, scope, diag) for i in expr.items)
+        items = tuple(evaluate(i, scope, diag) for i in expr.items)
+        return INVALID if any(i is INVALID for i in items) else items
     if isinstance(expr, ast.Record):
         out = {}
         for f in expr.fields:
             if f.name in out:
                 diag.error(SingaNameError, f"record field '{f.name}' given twice", f.span)
             out[f.name] = evaluate(f.value, scope, diag)
-        return out
+        return INVALID if any(v is INVALID for v in out.values()) else out
     if isinstance(expr, ast.Call):
         args = tuple(evaluate(a, scope, diag) for a in expr.args)
         kwargs = []
