@@ -18,6 +18,11 @@ EXAMPLES = {
     "graph": "singac graph samples/cifar_convnet.singa --format svg -o convnet.svg",
     "fmt": "singac fmt samples/mnist_mlp.singa --write",
     "run": "singac run samples/mnist_mlp.singa --steps 200",
+    "plan": "singac plan samples/mnist_mlp.singa --emit cl -o mlp.cl",
+    "test": "singac test samples/mnist_mlp.singa --checkpoint runs/mnist_mlp",
+    "init": "singac init model.singa && singac model.singa",
+    "sample": "singac sample samples/char_rnn.singa --checkpoint runs/char_rnn --length 300 "
+              "--prime 'def '",
 }
 
 
@@ -63,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--profile", action="store_true",
                    help="print the time spent per layer and per kernel (OpenCL events)")
 
+    c = cmd("init", "write a starter program to edit")
+    c.add_argument("file", nargs="?", default="model.singa", metavar="FILE")
+    c.add_argument("--force", action="store_true", help="overwrite an existing file")
+
     c = cmd("plan", "compile a program and show the Plan the runtime executes")
     c.add_argument("file", metavar="FILE")
     c.add_argument("--emit", choices=("json", "cl", "summary"), default="summary",
@@ -75,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="a workspace (its newest intact checkpoint) or one checkpoint folder")
     c.add_argument("--batches", type=int, help="test batches (default: the whole test set)")
     c.add_argument("--device", help="OpenCL device, as for run")
+
+    c = cmd("sample", "generate text from a trained character model (text data, softmax_loss)")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="a workspace (its newest intact checkpoint) or one checkpoint folder")
+    c.add_argument("--length", type=int, default=300, help="characters to generate (300)")
+    c.add_argument("--temperature", type=float, default=1.0,
+                   help="below 1: safer choices, above 1: more varied (1.0)")
+    c.add_argument("--prime", default="", help="text fed to the model first (printed too)")
+    c.add_argument("--seed", type=int, default=0, help="random seed of the sampling (0)")
     return p
 
 
@@ -177,6 +196,47 @@ def _run(args) -> int:
     return 0
 
 
+STARTER = """\
+# A starter job: an MLP on the 8x8 digits that scikit-learn ships.  Train it with
+#   singac {file}
+job starter {{
+  steps: 500
+  test: every(100, batches: 4)
+  display: every(50)
+  workspace: "runs/starter"
+}}
+
+data digits {{
+  train: digits(split: "train", batch: 64, shuffle: true, normalize: (mean: 8, std: 8))
+  test:  digits(split: "test", batch: 100, normalize: (mean: 8, std: 8))
+}}
+
+net mlp {{
+  x    = input(digits.image)
+  h1   = relu(dense(x, 128))
+  fc2  = dense(h1, 10)
+  loss = softmax_loss(fc2, digits.label)
+}}
+
+algorithm bp
+
+updater sgd {{
+  lr: 0.05
+  momentum: 0.9
+}}
+"""
+
+
+def _init(args) -> int:
+    p = pathlib.Path(args.file)
+    if p.exists() and not args.force:
+        print(f"{p} exists; use --force to overwrite it", file=sys.stderr)
+        return 64
+    p.write_text(STARTER.format(file=p))
+    print(f"wrote {p}; train it with: singac {p}")
+    return 0
+
+
 def _plan(args) -> int:
     from . import load
     from .run import compile_plan
@@ -214,6 +274,16 @@ def _test(args) -> int:
     return 0
 
 
+def _sample(args) -> int:
+    from . import load
+    from .runtime.sampler import generate
+    program = load(args.file)
+    text = generate(program, args.checkpoint, args.length, args.temperature, args.prime,
+                    args.seed)
+    sys.stdout.write(args.prime + text + "\n")
+    return 0
+
+
 def _read(p: pathlib.Path) -> str:
     try:
         return p.read_text(encoding="utf-8")
@@ -224,7 +294,7 @@ def _read(p: pathlib.Path) -> str:
 
 
 _COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "plan": _plan,
-             "test": _test}
+             "test": _test, "sample": _sample, "init": _init}
 
 if __name__ == "__main__":
     sys.exit(main())
