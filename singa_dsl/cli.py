@@ -21,6 +21,7 @@ EXAMPLES = {
     "plan": "singac plan samples/mnist_mlp.singa --emit cl -o mlp.cl",
     "test": "singac test samples/mnist_mlp.singa --checkpoint runs/mnist_mlp",
     "init": "singac init model.singa && singac model.singa",
+    "import": "singac import lenet_train_test.prototxt --solver lenet_solver.prototxt -o lenet.singa",
     "sample": "singac sample samples/char_rnn.singa --checkpoint runs/char_rnn --length 300 "
               "--prime 'def '",
 }
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     c.add_argument("--profile", action="store_true",
                    help="print the time spent per layer and per kernel (OpenCL events)")
+
+    c = cmd("import", "translate a SINGA job.conf or a Caffe prototxt (+ solver) into .singa")
+    c.add_argument("file", metavar="FILE", help="job.conf, train_val.prototxt or solver.prototxt")
+    c.add_argument("--solver", help="Caffe solver.prototxt (found beside the net if omitted)")
+    c.add_argument("-o", "--output", help="write the program here instead of stdout")
 
     c = cmd("init", "write a starter program to edit")
     c.add_argument("file", nargs="?", default="model.singa", metavar="FILE")
@@ -227,6 +233,20 @@ updater sgd {{
 """
 
 
+def _import(args) -> int:
+    from .compiler.importer import import_file
+    result = import_file(args.file, args.solver)
+    for w in result.warnings:
+        print(w.render(), file=sys.stderr)
+    if args.output:
+        pathlib.Path(args.output).write_text(result.source)
+        print(f"wrote {args.output} ({len(result.warnings)} warning"
+              f"{'s' if len(result.warnings) != 1 else ''})", file=sys.stderr)
+    else:
+        sys.stdout.write(result.source)
+    return 0
+
+
 def _init(args) -> int:
     p = pathlib.Path(args.file)
     if p.exists() and not args.force:
@@ -294,7 +314,8 @@ def _read(p: pathlib.Path) -> str:
 
 
 _COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "plan": _plan,
-             "test": _test, "sample": _sample, "init": _init}
+             "test": _test, "sample": _sample, "init": _init,
+             "import": _import}
 
 if __name__ == "__main__":
     sys.exit(main())
