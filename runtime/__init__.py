@@ -1,0 +1,1 @@
+"""singa_dsl.runtime: devices, executor, data, updaters, trainer, checkpoints (no lark, no passes)."""
