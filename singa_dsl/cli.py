@@ -21,6 +21,7 @@ EXAMPLES = {
     "plan": "singac plan samples/mnist_mlp.singa --emit cl -o mlp.cl",
     "test": "singac test samples/mnist_mlp.singa --checkpoint runs/mnist_mlp",
     "init": "singac init model.singa && singac model.singa",
+    "plot": "singac plot runs/downpour runs/hogwild -o compare.svg",
     "import": "singac import lenet_train_test.prototxt --solver lenet_solver.prototxt -o lenet.singa",
     "sample": "singac sample samples/char_rnn.singa --checkpoint runs/char_rnn --length 300 "
               "--prime 'def '",
@@ -73,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file", metavar="FILE", help="job.conf, train_val.prototxt or solver.prototxt")
     c.add_argument("--solver", help="Caffe solver.prototxt (found beside the net if omitted)")
     c.add_argument("-o", "--output", help="write the program here instead of stdout")
+
+    c = cmd("plot", "draw loss and accuracy curves of one or more runs")
+    c.add_argument("workspaces", nargs="+", metavar="WORKSPACE")
+    c.add_argument("-o", "--output", default="curves.png", help="OUT.png or OUT.svg")
 
     c = cmd("init", "write a starter program to edit")
     c.add_argument("file", nargs="?", default="model.singa", metavar="FILE")
@@ -247,6 +252,13 @@ def _import(args) -> int:
     return 0
 
 
+def _plot(args) -> int:
+    from .plot import plot
+    plot(args.workspaces, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _init(args) -> int:
     p = pathlib.Path(args.file)
     if p.exists() and not args.force:
@@ -315,7 +327,7 @@ def _read(p: pathlib.Path) -> str:
 
 _COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "plan": _plan,
              "test": _test, "sample": _sample, "init": _init,
-             "import": _import}
+             "import": _import, "plot": _plot}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -61,6 +61,11 @@ def test_init_then_run_then_test(tmp_path):
     assert all("samples_per_s" in r for r in records if r["phase"] == "train")
     r = singac("test", "model.singa", "--checkpoint", "runs/starter", cwd=tmp_path)
     assert r.returncode == 0 and "accuracy" in r.stdout
+    r = singac("plot", "runs/starter", "-o", "curves.svg", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / "curves.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "starter test" in svg
+    assert singac("plot", "runs/nothing", cwd=tmp_path).returncode == 2
 
 
 def test_plan_json_is_plain_data():
