@@ -22,6 +22,9 @@ from .schedules import learning_rate
 from .updaters import UpdaterSpec
 
 
+CARRY_KEY = "carried-state"      # state.npz entries holding bptt's carried recurrent state
+
+
 class NumericalError(SingaError):
     exit_code = 6
 
@@ -99,6 +102,8 @@ class Trainer:
             params[p.store_name] = self.executor.read(p.buffer, p.shape)
             for s in p.state:
                 state[f"{p.store_name}/{s.split(':')[1]}"] = self.executor.read(s, p.shape)
+        for name in self._carried_state():
+            state[f"{CARRY_KEY}/{name}"] = self.executor.read(name)
         meta = {"readers": {n: r.state() for n, r in self.readers.items()},
                 "display": {k: v for k, v in self._display_acc.items() if k != "t0"},
                 "job": self.job["name"]}
@@ -116,6 +121,10 @@ class Trainer:
             for s in p.state:
                 key = f"{p.store_name}/{s.split(':')[1]}"
                 self.executor.write(s, state.get(key, np.zeros(p.shape, np.float32)))
+        self.run_init()
+        for name in self._carried_state():
+            if f"{CARRY_KEY}/{name}" in state:
+                self.executor.write(name, state[f"{CARRY_KEY}/{name}"])
         for name, st in meta.get("readers", {}).items():
             if name in self.readers:
                 self.readers[name].restore(st)
@@ -166,7 +175,34 @@ class Trainer:
                 h = float(self.executor.read(out.correct, (phase.batch,)).mean())
                 hits = h if hits is None else hits + h
                 n += 1
+        metric = self.plan.metric or {}
+        if metric.get("reduce") == "mean":       # bptt: the unrolled copies of the loss
+            loss /= metric.get("steps") or max(1, len(phase.losses))
         return loss, (None if hits is None else hits / n)
+
+    def _metric_fields(self, loss: float) -> dict:
+        """What a record adds for non-BP algorithms: the metric's name (its value is the
+        record's loss) and, for language models, the perplexity."""
+        metric = self.plan.metric
+        if not metric:
+            return {}
+        out = {"metric": metric["name"]}
+        if metric.get("perplexity"):
+            out["perplexity"] = math.exp(loss) if loss < 700 else math.inf
+        return out
+
+    def run_init(self):
+        """Launch list "init" (zeroing carried recurrent state), when the plan has one."""
+        if self._has_list("init"):
+            self.executor.run("init")
+
+    def _carried_state(self) -> list[str]:
+        """Buffers of recurrent state carried across training batches (bptt carry_state),
+        saved with checkpoints so that a resumed run continues exactly."""
+        return [b.name for b in self.plan.kernels.buffers if b.name.startswith("train:carry")]
+
+    def _has_list(self, name: str) -> bool:
+        return any(n == name for n, _ in self.plan.kernels.launch_lists)
 
     def train_step(self, step: int) -> tuple[float, float | None]:
         train = self.plan.phase("train")
@@ -185,6 +221,10 @@ class Trainer:
     def evaluate(self, phase_name: str, batches: int) -> dict:
         phase = self.plan.phase(phase_name)
         total, hits, count = 0.0, 0.0, 0
+        if self._has_list(f"reset:{phase_name}"):     # bptt carry_state: start from zeros
+            self.executor.run(f"reset:{phase_name}")
+        if "rng:step" in self.executor.buffer_names:    # cd's test samples: reproducible
+            self.executor.write("rng:step", np.array([self.step], np.int32))
         for _ in range(batches):
             self._feed(phase)
             self.executor.run(phase_name)
@@ -195,6 +235,7 @@ class Trainer:
         record = {"phase": phase_name, "step": self.step, "loss": total / count}
         if phase.losses and phase.losses[0].correct is not None:
             record["accuracy"] = hits / count
+        record.update(self._metric_fields(record["loss"]))
         return record
 
     # ---- the loop -----------------------------------------------------------------------
@@ -202,6 +243,7 @@ class Trainer:
         resumed = self.resume and self.restore_checkpoint()
         if not resumed:
             self.init_params()
+            self.run_init()
         steps = self.job["steps"]
         display = self.job.get("display") or {"every": max(1, steps // 50), "after": 0}
         progress = Progress(self.job["name"], steps, self.step, self.workspace, self.quiet,
@@ -252,6 +294,7 @@ class Trainer:
         record = {"phase": "train", "step": step, "loss": acc["loss"] / acc["count"]}
         if has_accuracy:
             record["accuracy"] = acc["hits"] / acc["count"]
+        record.update(self._metric_fields(record["loss"]))
         dt = now - acc["t0"]
         record["samples_per_s"] = acc["samples"] / dt if dt > 0 else None
         progress.record(record)
