@@ -95,7 +95,9 @@ class Emitter:
         """The program built from compiler/ops/<family>.cl (one per family)."""
         name = f"ops_{family}"
         if name not in self.programs:
-            text = resources.files("singa_dsl.compiler.ops").joinpath(f"{family}.cl").read_text()
+            ops = resources.files("singa_dsl.compiler.ops")
+            text = ops.joinpath("fastmath.cl").read_text() + "\n" + \
+                ops.joinpath(f"{family}.cl").read_text()
             self.programs[name] = ProgramDecl(name, text, BUILD_OPTIONS, f"{family} kernels")
         return name
 

@@ -10,7 +10,9 @@ import time
 
 
 def _fmt(record: dict) -> str:
-    parts = [f"{record['phase']:<8} step {record['step']:>6}", f"loss {record['loss']:.4f}"]
+    label = {"reconstruction_error": "reconstruction error",
+             "nats_per_char": "nats/char"}.get(record.get("metric"), "loss")
+    parts = [f"{record['phase']:<8} step {record['step']:>6}", f"{label} {record['loss']:.4f}"]
     if record.get("accuracy") is not None:
         parts.append(f"accuracy {record['accuracy']:.4f}")
     if record.get("perplexity") is not None:
@@ -55,7 +57,7 @@ class Progress:
         if self._live is not None:
             self._live.console.print(_fmt(record))
             if record["phase"] == "train":
-                self._live.update(self._task, status=f"loss {record['loss']:.4f}")
+                self._live.update(self._task, status=_fmt(record).split("  ", 1)[1])
         else:
             print(_fmt(record), flush=True)
 

@@ -22,15 +22,12 @@ __kernel void NAME##_bwd(__global const float *x, __global const float *y,      
 
 EW_FWD(relu, v > 0.0f ? v : p0 * v)
 EW_BWD(relu, v > 0.0f ? g : p0 * g)
-EW_FWD(sigmoid, 1.0f / (1.0f + exp(-v)))
+EW_FWD(sigmoid, sigm(v))
 EW_BWD(sigmoid, g * o * (1.0f - o))
-/* tanh through exp: PoCL's tanh() is a slow library call; 1 - 2/(e^{2x}+1) vectorizes and is
- * exact to float rounding (it saturates cleanly to ±1 for large |x|). */
-inline float fast_tanh(float v) { return 1.0f - 2.0f / (exp(2.0f * v) + 1.0f); }
-EW_FWD(tanh, fast_tanh(v))
+EW_FWD(tanh, ftanh(v))
 EW_BWD(tanh, g * (1.0f - o * o))
 /* SINGA's kSTanh: 1.7159047 tanh(0.6666667 x); f' = 0.6666667/1.7159047 (1.7159047² − y²). */
-EW_FWD(stanh, 1.7159047f * fast_tanh(0.6666667f * v))
+EW_FWD(stanh, 1.7159047f * ftanh(0.6666667f * v))
 EW_BWD(stanh, g * (0.6666667f / 1.7159047f) * (1.7159047f * 1.7159047f - o * o))
 
 /* Counter-based random numbers (a 32-bit integer hash of seed, layer, step and index):

@@ -14,7 +14,7 @@ __kernel void softmax_loss_fwd(__global const float *logits, __global const int 
     float m = x[0];
     for (int c = 1; c < classes; ++c) m = fmax(m, x[c]);
     float s = 0.0f;
-    for (int c = 0; c < classes; ++c) { float e = exp(x[c] - m); p[c] = e; s += e; }
+    for (int c = 0; c < classes; ++c) { float e = vexp(x[c] - m); p[c] = e; s += e; }
     float inv = 1.0f / s;
     for (int c = 0; c < classes; ++c) p[c] *= inv;
     int t = label[r];

@@ -109,7 +109,7 @@ __kernel void softmax_fwd(__global const float *x, __global float *y, const int 
     float m = xr[0];
     for (int c = 1; c < D; ++c) m = fmax(m, xr[c]);
     float s = 0.0f;
-    for (int c = 0; c < D; ++c) { const float e = exp(xr[c] - m); yr[c] = e; s += e; }
+    for (int c = 0; c < D; ++c) { const float e = vexp(xr[c] - m); yr[c] = e; s += e; }
     const float inv = 1.0f / s;
     for (int c = 0; c < D; ++c) yr[c] *= inv;
 }

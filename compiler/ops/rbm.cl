@@ -16,7 +16,7 @@ inline float uniform01(uint seed, uint layer, uint step, uint i) {
 /* x = σ(x) in place. */
 __kernel void rbm_sigmoid(__global float *x, const int n) {
     int i = get_global_id(0);
-    if (i < n) x[i] = 1.0f / (1.0f + exp(-x[i]));
+    if (i < n) x[i] = sigm(x[i]);
 }
 
 /* da (+)= dy·σ'(pre) from y = σ(pre) (BP through an rbm used as an encoder). */

@@ -55,7 +55,8 @@ def test_rng_transcription_matches_the_device():
     import pyopencl as cl
     from singa_dsl.runtime.device import Device
     dev = Device.open()
-    src = (ROOT / "compiler" / "ops" / "rbm.cl").read_text() + """
+    src = (ROOT / "compiler" / "ops" / "fastmath.cl").read_text() + \
+        (ROOT / "compiler" / "ops" / "rbm.cl").read_text() + """
 __kernel void draw(__global float *out, const uint seed, const uint layer, const uint step,
                    const int n) {
     int i = get_global_id(0);

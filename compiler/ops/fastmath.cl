@@ -1,0 +1,25 @@
+/* Math every op program starts with (prepended by compiler/emit.py). */
+
+/* exp(v) in plain arithmetic that PoCL 3.0 vectorizes: its exp(), floor(), clamp(), fmin()
+ * and fmax() are scalar library calls (exp ~7 ns an element; this is ~8x faster in the
+ * gates).  2^t = 2^k·2^f with t = v·log2(e), k = round(t), |f| <= 1/2, 2^f by its degree-7
+ * Taylor polynomial (relative error < 1e-7 in float); v is clamped to ±87. */
+inline float vexp(float v) {
+    v = v < -87.0f ? -87.0f : (v > 87.0f ? 87.0f : v);
+    float t = v * 1.44269504088896341f;
+    int k = (int)(t + 128.5f) - 128;                 /* round(t), without floor() */
+    float f = t - (float)k;
+    float p = 1.525273380e-05f;
+    p = p * f + 1.540353039e-04f;
+    p = p * f + 1.333355815e-03f;
+    p = p * f + 9.618129108e-03f;
+    p = p * f + 5.550410866e-02f;
+    p = p * f + 2.402265070e-01f;
+    p = p * f + 6.931471806e-01f;
+    p = p * f + 1.0f;
+    return p * as_float((k + 127) << 23);
+}
+inline float sigm(float v) { return 1.0f / (1.0f + vexp(-v)); }
+/* tanh through exp: PoCL's tanh() is a slow library call; saturates cleanly to ±1. */
+inline float ftanh(float v) { return 1.0f - 2.0f / (vexp(2.0f * v) + 1.0f); }
+
