@@ -8,7 +8,7 @@ from singa_dsl.schema import Attr
 from . import ast
 from .algorithms import ALGORITHMS, CLUSTER_ATTRS, FRAMEWORKS
 from .model import AlgorithmSpec, ClusterSpec, Every, JobSpec
-from .values import INVALID, CallValue, Scope, bind, evaluate
+from .values import INVALID, CallValue, Scope, bind, bind_registered_call, evaluate
 
 JOB_ATTRS = (
     Attr("steps", "int", doc="training steps", gt=0),
@@ -93,30 +93,27 @@ def check_schedule(value, span: Span, diag: Diagnostics):
             diag.error(SingaConfigError, "lr must be a number or a schedule such as "
                        "step(0.01, every: 60, gamma: 0.9)", span)
         return INVALID
-    if value.func not in SCHEDULES:
-        diag.error(SingaNameError, f"unknown learning-rate schedule '{value.func}'",
-                   value.node.func_span if value.node else span, SCHEDULES.unknown_hint(value.func))
-        return INVALID
-    sched = SCHEDULES[value.func]
-    b = bind(f"{value.func}()", sched.attrs, value.args, value.kwargs, value.node, value.span, diag)
-    if INVALID in b.values.values():
-        return INVALID
-    problem = sched.validate(b.values)
-    if problem:
-        diag.error(SingaConfigError, problem, value.span)
-        return INVALID
-    return ScheduleSpec(value.func, b.values)
+    args = bind_registered_call(SCHEDULES, "learning-rate schedule", value, span, diag)
+    return INVALID if args is None else ScheduleSpec(value.func, args)
+
+
+def _bind_block(registry, block: ast.Block, scope: Scope, diag: Diagnostics):
+    """``updater KIND { ... }`` / ``algorithm KIND { ... }``: the kind's entry and its bound
+    entries, or (None, None) after reporting an unknown kind."""
+    if block.name not in registry:
+        diag.error(SingaNameError, f"unknown {registry.concept} '{block.name}'",
+                   block.name_span, registry.unknown_hint(block.name))
+        return None, None
+    entry = registry[block.name]
+    kwargs, spans = entries_as_call(block.keyword, block.entries, scope, diag)
+    return entry, bind(f"{block.keyword} {block.name}", entry.attrs, (), kwargs,
+                       _fake_call(block.name, kwargs, spans), block.name_span, diag)
 
 
 def check_updater(block: ast.Block, scope: Scope, diag: Diagnostics) -> UpdaterSpec | None:
-    if block.name not in UPDATERS:
-        diag.error(SingaNameError, f"unknown updater '{block.name}'", block.name_span,
-                   UPDATERS.unknown_hint(block.name))
+    kind, b = _bind_block(UPDATERS, block, scope, diag)
+    if kind is None:
         return None
-    kind = UPDATERS[block.name]
-    kwargs, spans = entries_as_call("updater", block.entries, scope, diag)
-    b = bind(f"updater {block.name}", kind.attrs, (), kwargs,
-             _fake_call(block.name, kwargs, spans), block.name_span, diag)
     lr = check_schedule(b.values.get("lr"), b.spans.get("lr", block.span), diag) \
         if b.values.get("lr") is not INVALID else INVALID
     if INVALID in b.values.values() or lr is INVALID:
@@ -129,15 +126,8 @@ def check_updater(block: ast.Block, scope: Scope, diag: Diagnostics) -> UpdaterS
 
 
 def check_algorithm(block: ast.Block, scope: Scope, diag: Diagnostics) -> AlgorithmSpec | None:
-    if block.name not in ALGORITHMS:
-        diag.error(SingaNameError, f"unknown algorithm '{block.name}'", block.name_span,
-                   ALGORITHMS.unknown_hint(block.name))
-        return None
-    alg = ALGORITHMS[block.name]
-    kwargs, spans = entries_as_call("algorithm", block.entries, scope, diag)
-    b = bind(f"algorithm {block.name}", alg.attrs, (), kwargs,
-             _fake_call(block.name, kwargs, spans), block.name_span, diag)
-    if INVALID in b.values.values():
+    alg, b = _bind_block(ALGORITHMS, block, scope, diag)
+    if alg is None or INVALID in b.values.values():
         return None
     return AlgorithmSpec(block.name, b.values, block.span)
 

@@ -7,7 +7,7 @@ from singa_dsl.runtime.initializers import INITIALIZERS
 from singa_dsl.schema import Attr
 from .model import InitChoice, ParamSpec
 from .ops import ParamSlot
-from .values import INVALID, CallValue, RefValue, bind
+from .values import INVALID, CallValue, RefValue, bind, bind_registered_call
 
 PARAM_ATTRS = (
     Attr("init", "init", None, "initializer, e.g. gaussian(0, 0.01)"),
@@ -69,20 +69,8 @@ def initializer(value, span: Span, diag: Diagnostics) -> InitChoice | None:
         diag.error(SingaConfigError, "expected an initializer such as uniform(-0.1, 0.1)", span,
                    "initializers: " + ", ".join(INITIALIZERS.names()))
         return None
-    if value.func not in INITIALIZERS:
-        diag.error(SingaNameError, f"unknown initializer '{value.func}'",
-                   value.node.func_span if value.node else span,
-                   INITIALIZERS.unknown_hint(value.func))
-        return None
-    d = INITIALIZERS[value.func]
-    b = bind(f"{value.func}()", d.attrs, value.args, value.kwargs, value.node, value.span, diag)
-    if INVALID in b.values.values():
-        return None
-    problem = d.validate(b.values)
-    if problem:
-        diag.error(SingaConfigError, problem, value.span)
-        return None
-    return InitChoice(value.func, dict(b.values))
+    args = bind_registered_call(INITIALIZERS, "initializer", value, span, diag)
+    return None if args is None else InitChoice(value.func, dict(args))
 
 
 def check_shares_and_names(params: list[ParamSpec], init_from: tuple, diag: Diagnostics):

@@ -277,3 +277,25 @@ def _coerce_kind(a: Attr, v, extra_kinds):
     if k in ("init", "schedule", "every"):
         return v        # structured values are checked by their owners
     return v
+
+
+def bind_registered_call(registry, what: str, value: CallValue, span: Span,
+                         diag: Diagnostics) -> dict | None:
+    """A call naming an entry of a registry (a schedule, an initializer): unknown names get
+    the registry's did-you-mean hint; arguments are bound to the entry's attrs and checked
+    with its ``validate`` (cross-attribute rules).  None once an error is reported."""
+    if value.func not in registry:
+        diag.error(SingaNameError, f"unknown {what} '{value.func}'",
+                   value.node.func_span if value.node else span,
+                   registry.unknown_hint(value.func))
+        return None
+    entry = registry[value.func]
+    b = bind(f"{value.func}()", entry.attrs, value.args, value.kwargs, value.node, value.span,
+             diag)
+    if INVALID in b.values.values():
+        return None
+    problem = entry.validate(b.values) if hasattr(entry, "validate") else None
+    if problem:
+        diag.error(SingaConfigError, problem, value.span)
+        return None
+    return b.values
