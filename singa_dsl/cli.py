@@ -18,7 +18,7 @@ EXAMPLES = {
     "graph": "singac graph samples/cifar_convnet.singa --format svg -o convnet.svg",
     "fmt": "singac fmt samples/mnist_mlp.singa --write",
     "run": "singac run samples/mnist_mlp.singa --steps 200",
-    "plan": "singac plan samples/mnist_mlp.singa --emit cl -o mlp.cl",
+    "plan": "singac plan samples/cifar_convnet.singa --workers 2 --explain",
     "test": "singac test samples/mnist_mlp.singa --checkpoint runs/mnist_mlp",
     "init": "singac init model.singa && singac model.singa",
     "plot": "singac plot runs/downpour runs/hogwild -o compare.svg",
@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--emit", choices=("json", "cl", "summary"), default="summary",
                    help="json: the whole Plan; cl: every OpenCL program; summary: launch lists")
     c.add_argument("-o", "--output", help="write to this file instead of stdout")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="workers per group to partition for (default: the cluster block's)")
+    c.add_argument("--explain", action="store_true",
+                   help="each layer's partition dimension, predicted step time and traffic")
+    c.add_argument("--annotate", action="store_true",
+                   help="print the program with partition: auto's choices as @ annotations")
+    c.add_argument("--format", choices=("dot", "svg", "png"),
+                   help="draw the partitioned graph (layers coloured by worker)")
 
     c = cmd("test", "evaluate a trained model on the program's test data")
     c.add_argument("file", metavar="FILE")
@@ -271,6 +279,8 @@ def _init(args) -> int:
 
 def _plan(args) -> int:
     from . import load
+    if args.explain or args.annotate or args.format:
+        return _partition_views(load(args.file), args)
     from .run import compile_plan
     plan = compile_plan(load(args.file))
     if args.emit == "json":
@@ -291,6 +301,31 @@ def _plan(args) -> int:
         pathlib.Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _partition_views(program, args) -> int:
+    """--explain / --annotate / --format: views of the partitioned net (issue 5's passes)."""
+    from .compiler import partition_explain
+    if args.explain:
+        text = partition_explain.explain(program, workers=args.workers)
+    elif args.annotate:
+        text = partition_explain.annotate(program, workers=args.workers)
+    else:
+        from .compiler.partition import partition_program
+        from .compiler.partition_draw import draw_plan, to_dot
+        graph = partition_program(program, workers=args.workers)
+        if args.format == "dot":
+            text = to_dot(graph, program.net.name)
+        else:
+            out = args.output or f"{program.net.name}-plan.{args.format}"
+            draw_plan(graph, out, args.format)
+            print(f"wrote {out}")
+            return 0
+    if args.output:
+        pathlib.Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 

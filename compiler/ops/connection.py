@@ -89,6 +89,7 @@ define_op(
     attrs=(Attr("dim", "int", 1, "dimension to join (0 is the batch)", gt=0),),
     sources=("x...",), source_dtypes=("any",), infer=_concat,
     partition={"batch": SPLIT_ELEMENTWISE, "feature": SPLIT_ELEMENTWISE},
+    connection=lambda attrs: "one_to_all" if attrs["dim"] == 1 else "one_to_one",
     forward=_concat_fwd, backward=_concat_bwd,
 )
 
@@ -131,6 +132,7 @@ define_op(
            Attr("dim", "int", 1, "dimension to cut (0 is the batch)", gt=0)),
     sources=("x",), source_dtypes=("any",), infer=_slice,
     partition={"batch": SPLIT_ELEMENTWISE},
+    connection=lambda attrs: "one_to_all" if attrs["dim"] == 1 else "one_to_one",
     forward=_slice_fwd, backward=_slice_bwd,
 )
 
@@ -180,7 +182,7 @@ define_op(
     params=lambda attrs, ins, out: (ParamSlot("w", (attrs["vocab"], attrs["dim"]), "weight",
                                               1, attrs["dim"], ("uniform", (("low", -0.05),
                                                                           ("high", 0.05)))),),
-    partition={"batch": SPLIT_REPLICATE},
+    partition={"batch": SPLIT_REPLICATE}, connection="one_to_all",
     forward=_embedding_fwd, backward=_embedding_bwd,
 )
 
@@ -195,6 +197,6 @@ define_op(
     doc="Turns each id in 0..vocab-1 into a one-hot vector of size vocab.",
     attrs=(Attr("vocab", "int", doc="number of distinct ids", positional=True, gt=0),),
     sources=("ids",), source_dtypes=("int32",), infer=_onehot,
-    partition={"batch": SPLIT_ELEMENTWISE},
+    partition={"batch": SPLIT_ELEMENTWISE}, connection="one_to_all",
     forward=_onehot_fwd, backward=lambda attrs, xs, params, y, dy, ctx: ([None], {}),
 )

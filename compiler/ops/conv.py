@@ -99,6 +99,7 @@ conv = define_op(
            init_attr("w"), init_attr("b")),
     sources=("x",), infer=_infer, params=_params,
     partition={"batch": SPLIT_REPLICATE, "feature": SPLIT_PARAMS},
+    connection="one_to_all",
     flops=lambda attrs, ins, out: 2 * out.size * ins[0].shape[0] * attrs["kernel"] ** 2,
     forward=_forward, backward=_backward,
 )

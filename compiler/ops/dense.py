@@ -55,6 +55,7 @@ dense = define_op(
            init_attr("w"), init_attr("b")),
     sources=("x",), infer=_infer, params=_params,
     partition={"batch": SPLIT_REPLICATE, "feature": SPLIT_PARAMS},
+    connection=lambda attrs: "one_to_all_t" if attrs["transpose"] else "one_to_all",
     flops=lambda attrs, ins, out: 2 * ins[0].size * attrs["units"],
     forward=_forward, backward=_backward,
 )

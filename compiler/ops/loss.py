@@ -88,7 +88,7 @@ define_op(
     attrs=(Attr("topk", "int", 1, "a prediction is right if the label is among the k best", gt=0),
            Attr("scale", "float", 1.0, "multiplies the gradient", gt=0)),
     sources=("logits", "label"), source_dtypes=("float32", "int32"), infer=_softmax_loss,
-    role="loss", partition={"batch": SPLIT_ELEMENTWISE},
+    role="loss", partition={"batch": SPLIT_ELEMENTWISE}, connection="one_to_all",
     flops=lambda attrs, ins, out: 6 * ins[0].size,
     forward=_softmax_loss_fwd, backward=_softmax_loss_bwd,
 )
@@ -111,6 +111,7 @@ define_op(
         "gradient (x − t)/batch this is the true loss of (SINGA displays twice this value).",
     attrs=(), sources=("x", "target"), source_dtypes=("float32", "float32"),
     infer=_euclidean, role="loss", partition={"batch": SPLIT_ELEMENTWISE},
+    connection="one_to_all",
     flops=lambda attrs, ins, out: 3 * ins[0].size,
     forward=_euclidean_fwd, backward=_euclidean_bwd,
 )
@@ -125,5 +126,6 @@ define_op(
     name="argmax", family="loss",
     doc="Index of the largest feature of each sample (for prediction; no gradient).",
     attrs=(), sources=("x",), infer=_argmax, partition={"batch": SPLIT_ELEMENTWISE},
+    connection="one_to_all",
     forward=_argmax_fwd, backward=_argmax_bwd,
 )

@@ -77,7 +77,7 @@ define_op(
            Attr("beta", "float", 0.75, "exponent", ge=0),
            Attr("k", "float", 1.0, "additive constant", gt=0)),
     sources=("x",), infer=_same,
-    partition={"batch": SPLIT_ELEMENTWISE},
+    partition={"batch": SPLIT_ELEMENTWISE}, connection="one_to_all",
     flops=lambda attrs, ins, out: out.size * (attrs["size"] + 6),
     forward=_lrn_fwd, backward=_lrn_bwd,
 )
@@ -87,7 +87,7 @@ define_op(
     doc="Softmax over the features of each sample (the input is flattened).",
     attrs=(), sources=("x",), infer=lambda attrs, ins: TensorInfo((ins[0].size,)) if
     ins[0].dtype == "float32" else _same(attrs, ins),
-    partition={"batch": SPLIT_ELEMENTWISE},
+    partition={"batch": SPLIT_ELEMENTWISE}, connection="one_to_all",
     flops=lambda attrs, ins, out: 5 * out.size,
     forward=_softmax_fwd, backward=_softmax_bwd,
 )

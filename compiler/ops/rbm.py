@@ -92,6 +92,7 @@ define_op(
            init_attr("b", "sets both vbias and hbias")),
     sources=("v",), infer=_infer, params=_params, param_groups=True,
     partition={"batch": SPLIT_REPLICATE},
+    connection="one_to_all",
     flops=lambda attrs, ins, out: 6 * ins[0].size * attrs["hidden"],
     forward=_forward, backward=_backward,
 )

@@ -191,7 +191,7 @@ for _op in ("gru", "lstm", "rnn"):
         tuple(init_attr(n) for n in slot_names(_op)) +
         (init_attr("w", "sets every weight"), init_attr("b", "sets every bias")),
         sources=("x",), infer=_infer, params=_params_for(_op), param_groups=True,
-        recurrent=True, partition={"batch": SPLIT_REPLICATE},
+        recurrent=True, partition={"batch": SPLIT_REPLICATE}, connection="one_to_all",
         flops=lambda attrs, ins, out, n=len(GATES[_op]): 2 * n * attrs["hidden"] *
         (ins[0].size + attrs["hidden"]),
         forward=_REFERENCES[_op][0], backward=_REFERENCES[_op][1],

@@ -70,6 +70,12 @@ class OpDef:
     recurrent: bool = False                         # carries state between unrolled steps
     flops: Callable[[dict, tuple[TensorInfo, ...], TensorInfo], int] | None = None
     param_groups: bool = False                      # ``w:``/``b:`` set every weight/bias
+    # SINGA's src_neuron_connection, read by the partitioning passes: "one_to_one" when output
+    # feature j needs only input feature j (element-wise ops, pooling), "one_to_all" when it
+    # needs every input feature (dense, conv: a feature split splits the params on their first
+    # axis); "one_to_all_t" is one_to_all whose weight keeps the output features on its last
+    # axis (dense with transpose: true).  A callable gets the layer's attrs.
+    connection: str | Callable[[dict], str] = "one_to_one"
     # numpy float64 reference (see ``reference_api`` below), and the OpenCL lowering.
     forward: Callable | None = None
     backward: Callable | None = None

@@ -81,3 +81,13 @@ def test_plan_json_is_plain_data():
 def test_version_and_help(flag):
     r = singac(flag)
     assert r.returncode == 0 and ("singac" in r.stdout)
+
+
+def test_plan_explain_and_picture(tmp_path):
+    r = singac("plan", SAMPLES / "cifar_convnet.singa", "--workers", "2", "--explain")
+    assert r.returncode == 0, r.stderr
+    assert "predicted step:" in r.stdout and "ip1" in r.stdout
+    r = singac("plan", SAMPLES / "cifar_convnet.singa", "--format", "svg", "-o", tmp_path / "p.svg")
+    assert r.returncode == 0 and (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+    r = singac("plan", SAMPLES / "cifar_convnet.singa", "--workers", "4", "--explain")
+    assert r.returncode == 2 and "not divisible by 4" in r.stderr   # ip1 @feature has 10 outputs
