@@ -6,19 +6,26 @@ micro-kernels (see /work/shared/POCL-NOTES.md): each work-item keeps an MR×NR b
 in vector registers, with no local memory and no barriers, and loads through
 `__global floatW *` casts with plain `a * b + c` (PoCL does not inline fma()/vloadn()).
 
-Two families, picked by the operands' layouts:
+Three kernel families:
 
-    variant  A stored  B stored  family  how
-    NN       M×K       K×N       outer   broadcast A[i,k] × vector B[k, j..j+NR]
-    TN       K×M       K×N       outer   same, A's MR scalars are contiguous
-    TT       K×M       N×K       outer   computes Cᵀ = B·A (A's rows are vectors),
-                                         stores transposed
-    NT       M×K       N×K       dot     vectors along K, MR×NR dot products, lane sums
+    family  used for                 how
+    packed  big NN, TN, TT; NT with  two pack kernels copy op(A) and op(B) into K-major
+            many rows                panels (zero-padded) in a scratch buffer, then the
+                                     micro-kernel streams both contiguously: broadcast
+                                     A[i,k] × vector B[k, j..j+NR].  k is cut into slices
+                                     (one launch each) so the panels' slices stay in cache.
+    outer   small NN, TN, TT         the same micro-kernel on the operands in place (TT
+                                     computes Cᵀ = B·A and stores transposed); strided
+                                     rows get a software prefetch
+    dot     NT (A M×K, B N×K)        both operands are contiguous along k: vectors along
+                                     k, MR×NR dot products, lane sums at the end
 
-A block that hangs over the edge of C is moved back inside and recomputes part of its
-neighbour, storing only its own elements, so odd sizes stay vectorized; only a C smaller
-than one block takes the scalar path.  Tile sizes are render-time constants (GemmTile) so
-an autotuner can choose them per device.
+Packing pays because rows of B (and of a transposed A) are a page apart for consecutive
+k, which the hardware prefetcher does not follow: on one core of the 2-core EPYC, 1024³ NN
+ran at 17 GFLOP/s in place and 42 packed (pack kernels ~3% of that), same run.  In the direct families a block that hangs over the edge of C moves back inside and
+recomputes part of its neighbour, storing only its own elements, so odd sizes stay
+vectorized; only a C thinner than one vector takes the scalar path.  Tile sizes are
+render-time constants (GemmTile) so an autotuner can choose them per device.
 """
 from __future__ import annotations
 
@@ -27,9 +34,12 @@ from dataclasses import dataclass, replace
 from singa_dsl.runtime.plan_types import BufferDecl, Launch, ProgramDecl
 
 BUILD_OPTIONS = ("-cl-mad-enable",)
-PACK_MIN_M = 128      # rows of A that must share a packed panel for the copy to pay
-PACK_K = 64           # rows of op(B) one pack work-item copies
-PACK_GROUP = 8        # pack work-group size (panels per group)
+PACK_MIN_FLOP = 64 ** 3   # m·n·k below which packing costs more than it saves
+PACK_K = 256          # values of k one pack work-item copies from rows contiguous in k
+PACK_ROWS = 4         # rows one pack work-item copies from rows contiguous across C
+PACK_GROUP = 8        # pack work-group size
+TT_DIRECT_MAX_A = 1 << 18  # floats of A below which TT runs in place (A stays in L2)
+K_CHUNK = 512         # packed GEMMs multiply k in slices of this many (cache blocking)
 LANES = "0123456789abcdef"
 
 
@@ -46,6 +56,7 @@ class GemmTile:
     vw: int
     lx: int = 4
     ly: int = 4
+    pf: int = 0     # software-prefetch distance in k for strided operand rows (0: none)
 
     def __post_init__(self):
         if self.vw not in (2, 4, 8, 16):
@@ -55,11 +66,11 @@ class GemmTile:
 
     @property
     def label(self) -> str:
-        return f"{self.mr}x{self.nr}v{self.vw}"
+        return f"{self.mr}x{self.nr}v{self.vw}" + (f"p{self.pf}" if self.pf else "")
 
 
 # Chosen by benchmarks/bench_sgemm.py on a 2-core AVX2 EPYC (16 vector registers).
-DEFAULT_TILES = {"outer": GemmTile(6, 16, 8, 4, 4), "dot": GemmTile(4, 3, 8, 4, 4),
+DEFAULT_TILES = {"outer": GemmTile(6, 16, 8, 4, 4, pf=16), "dot": GemmTile(4, 3, 8, 4, 4),
                  "packed": GemmTile(6, 16, 8, 4, 4)}
 
 
@@ -130,65 +141,113 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
                 lda: int | None = None, ldb: int | None = None, ldc: int | None = None,
                 a_offset: int = 0, b_offset: int = 0, c_offset: int = 0, bias_offset: int = 0,
                 tile: GemmTile | None = None, pack: bool | None = None,
-                scratch: str = "gemm_scratch", tag: str = "", origin: str = "") -> GemmEmit:
+                k_chunk: int | None = None, scratch: str = "gemm_scratch", tag: str = "",
+                origin: str = "") -> GemmEmit:
     """C[m,n] = alpha·op(A)·op(B) + beta·C (+ bias[n]) on buffers named a, b, c (, bias).
 
     op(A) is m×k: A is stored m×k, or k×m when trans_a; op(B) is k×n: B is stored k×n, or
     n×k when trans_b.  Leading dims default to the stored row length; offsets are in
-    elements.  beta == 0 never reads C, so C may hold garbage.  `pack` copies op(B) into
-    the `scratch` buffer as contiguous panels first (None: decide by shape); `tile`
-    overrides the device default and is shrunk to fit small matrices.
+    elements.  beta == 0 never reads C, so C may hold garbage.  `pack` first copies op(A)
+    and op(B) into the `scratch` buffer as contiguous panels (None: decide by shape);
+    packed GEMMs with k > k_chunk run as several launches over slices of k, so the
+    panels' slices stay in cache (None: K_CHUNK).  `tile` overrides the default and is
+    shrunk to fit small matrices.
     """
     if min(m, n, k) < 0:
         raise ValueError(f"gemm: negative size m={m} n={n} k={k}")
     lda = lda if lda is not None else (m if trans_a else k)
     ldb = ldb if ldb is not None else (k if trans_b else n)
     ldc = ldc if ldc is not None else n
-    packed = should_pack(m, n, k, trans_b, ldb) if pack is None else pack
+    packed = should_pack(m, n, k, trans_a, trans_b) if pack is None else pack
     probe = GemmSpec(trans_a, trans_b, bias is not None, packed, tile)
     spec = replace(probe, tile=fit_tile(probe, m, n))
     program = gemm_program(spec, origin)
     if m == 0 or n == 0:
         return GemmEmit((program,), ())
-    t = spec.resolved_tile
-    a_args = (("buf", a), ("int", a_offset), ("int", lda))
-    b_args = (("buf", b), ("int", b_offset), ("int", ldb))
-    launches: tuple[Launch, ...] = ()
-    buffers: tuple[BufferDecl, ...] = ()
-    if packed:
-        a_len, b_len = _round_up(m, t.mr) * k, _round_up(n, t.nr) * k
-        buffers = (BufferDecl(scratch, max(a_len + b_len, 1) * 4),)
-        (pack_a, _, _), (pack_b, _, _) = spec.pack_kernels
-        launches = (
-            Launch(program.name, pack_a, _pack_grid(m, t.mr, k), (PACK_GROUP, 1),
-                   (("int", m), ("int", k), *a_args, ("buf", scratch), ("int", 0)), tag),
-            Launch(program.name, pack_b, _pack_grid(n, t.nr, k), (PACK_GROUP, 1),
-                   (("int", n), ("int", k), *b_args, ("buf", scratch), ("int", a_len)), tag))
-        a_args = (("buf", scratch), ("int", 0), ("int", t.mr))
-        b_args = (("buf", scratch), ("int", a_len), ("int", t.nr))
-    args = (("int", m), ("int", n), ("int", k), ("float", float(alpha)),
-            *a_args, *b_args,
-            ("float", float(beta)), ("buf", c), ("int", c_offset), ("int", ldc))
-    if bias is not None:
-        args += (("buf", bias), ("int", bias_offset))
-    gsize, lsize = _grid(spec, m, n)
-    launches += (Launch(program.name, spec.kernel_name, gsize, lsize, args, tag),)
+    call = _Call(spec, program.name, m, n, k, float(alpha), float(beta),
+                 (("buf", a), ("int", a_offset), ("int", lda)),
+                 (("buf", b), ("int", b_offset), ("int", ldb)),
+                 (("buf", c), ("int", c_offset), ("int", ldc)),
+                 (("buf", bias), ("int", bias_offset)) if bias is not None else (), tag)
+    if not packed:
+        return GemmEmit((program,), (call.multiply(k, call.a, call.b, call.beta, True),))
+    launches, buffers = _packed_launches(call, scratch, k_chunk or K_CHUNK)
     return GemmEmit((program,), launches, buffers)
 
 
-def should_pack(m: int, n: int, k: int, trans_b: bool, ldb: int) -> bool:
-    """Pack op(B) when it is reused by enough rows of A to repay the copy."""
-    return m >= PACK_MIN_M and k >= 16
+@dataclass(frozen=True)
+class _Call:
+    """One gemm_launch request, resolved: spec, sizes and the argument groups."""
+    spec: GemmSpec
+    program: str
+    m: int
+    n: int
+    k: int
+    alpha: float
+    beta: float
+    a: tuple
+    b: tuple
+    c: tuple
+    bias: tuple
+    tag: str
+
+    def multiply(self, k: int, a: tuple, b: tuple, beta: float, with_bias: bool) -> Launch:
+        args = (("int", self.m), ("int", self.n), ("int", k), ("float", self.alpha), *a, *b,
+                ("float", beta), *self.c, *(self.bias if with_bias else ()))
+        kernel = self.spec.kernel_name if with_bias else \
+            replace(self.spec, bias=False).kernel_name
+        gsize, lsize = _grid(self.spec, self.m, self.n)
+        return Launch(self.program, kernel, gsize, lsize, args, self.tag)
+
+
+def _packed_launches(call: _Call, scratch: str, k_chunk: int):
+    """Pack op(A) and op(B) into scratch, then multiply slice by slice of k: the first
+    slice applies beta and the bias, the others accumulate (beta = 1, no bias)."""
+    t, m, n, k = call.spec.resolved_tile, call.m, call.n, call.k
+    a_len, b_len = _round_up(m, t.mr) * k, _round_up(n, t.nr) * k
+    (pack_a, _, _), (pack_b, _, _) = call.spec.pack_kernels
+    launches = [
+        Launch(call.program, pack_a, _pack_grid(call.spec.pack_kernels[0], m, k),
+               (PACK_GROUP, 1),
+               (("int", m), ("int", k), *call.a, ("buf", scratch), ("int", 0)), call.tag),
+        Launch(call.program, pack_b, _pack_grid(call.spec.pack_kernels[1], n, k),
+               (PACK_GROUP, 1),
+               (("int", n), ("int", k), *call.b, ("buf", scratch), ("int", a_len)), call.tag)]
+    # Panels are K-major, so a slice of k is a contiguous piece of every panel; the
+    # packed kernel takes the panel-to-panel stride as its leading dimension.
+    for k0 in range(0, max(k, 1), max(k_chunk, 1)):
+        first = k0 == 0
+        a = (("buf", scratch), ("int", k0 * t.mr), ("int", k * t.mr))
+        b = (("buf", scratch), ("int", a_len + k0 * t.nr), ("int", k * t.nr))
+        launches.append(call.multiply(min(k_chunk, k - k0), a, b,
+                                      call.beta if first else 1.0, first))
+    return tuple(launches), (BufferDecl(scratch, max(a_len + b_len, 1) * 4),)
+
+
+def should_pack(m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> bool:
+    """Pack when strided operand rows would starve the micro-kernel (every k a new page,
+    which the hardware prefetcher does not follow) and the matrices are big enough to
+    repay two extra launches and copies.  NT reads both operands along k, contiguously:
+    its dot kernel needs no packing unless A has enough rows to reuse packed panels, or k
+    is too short for its vectors along k.  TT in place streams B along k and reads A's
+    rows as vectors: fine while A stays in L2 (the backward pass of a small batch)."""
+    if m * n * k < PACK_MIN_FLOP or m < DEFAULT_TILES["packed"].mr or n < 16:
+        return False
+    if trans_a and trans_b:
+        return m * k > TT_DIRECT_MAX_A
+    return (m >= 512 or k < 32) if trans_b else True
 
 
 def fit_tile(spec: GemmSpec, m: int, n: int) -> GemmTile:
     """Shrink a tile that is larger than the matrix, so small GEMMs stay vectorized."""
     tile = spec.resolved_tile
-    rows, cols = (n, m) if spec.family == "outer" and spec.variant == "tt" else (m, n)
+    if spec.family == "packed":   # panels are zero-padded: any size fits
+        return tile
+    rows, cols = (n, m) if spec.variant == "tt" else (m, n)
     mr = max(1, min(tile.mr, rows))
     if spec.family == "dot":
         return replace(tile, mr=mr, nr=max(1, min(tile.nr, cols)))
-    if spec.family == "packed" or cols >= tile.nr:
+    if cols >= tile.nr:
         return replace(tile, mr=mr)
     vw = next((w for w in (16, 8, 4, 2) if w <= min(tile.vw, cols)), None)
     if vw is None:                # a single column: the kernel's scalar path
@@ -213,7 +272,10 @@ def _grid(spec: GemmSpec, m: int, n: int) -> tuple[tuple[int, int], tuple[int, i
     return (_round_up(bx, t.lx), _round_up(by, t.ly)), (t.lx, t.ly)
 
 
-def _pack_grid(rows: int, width: int, k: int) -> tuple[int, int]:
+def _pack_grid(pack_kernel: tuple[str, int, bool], rows: int, k: int) -> tuple[int, int]:
+    _, width, kmajor = pack_kernel
+    if kmajor:     # one work-item per PACK_ROWS values of k, each a whole contiguous row
+        return _round_up(-(-max(k, 1) // PACK_ROWS), PACK_GROUP), 1
     return _round_up(-(-rows // width), PACK_GROUP), -(-max(k, 1) // PACK_K)
 
 
@@ -264,8 +326,11 @@ def render_gemm(spec: GemmSpec) -> str:
     if spec.family == "packed":
         roles = _Roles("M", "N", "A", str(t.mr), True, "B", str(t.nr), False, False)
         packs = [_pack_kernel(*ident) for ident in dict.fromkeys(spec.pack_kernels)]
-        return "\n".join([_header(spec, t), *packs, _signature(spec), "{",
-                          _packed_prologue(spec, t), *_outer_body(spec, t, roles), "}", ""])
+        kernels = [spec, replace(spec, bias=False)] if spec.bias else [spec]
+        return "\n".join([_header(spec, t), *packs, *(
+            line for s in reversed(kernels) for line in
+            (_signature(s), "{", _packed_prologue(s, t), *_outer_body(s, t, roles), "}"))
+        ] + [""])
     roles = _ROLES[spec.variant]
     body = _dot_body(spec, t, roles) if spec.family == "dot" else _outer_body(spec, t, roles)
     return "\n".join([_header(spec, t), _signature(spec), "{", _prologue(spec, t, roles),
@@ -281,14 +346,10 @@ def _header(spec: GemmSpec, t: GemmTile) -> str:
              f"typedef float{w} vecw_u __attribute__((aligned(4)));",
              f"#define LOADV(p) (*(__global const vecw_u *)(p))",
              f"#define STOREV(p, v) (*(__global vecw_u *)(p) = (v))"]
-    if spec.family == "dot":
-        lines += [f"inline float hsum(float{w} v)", "{"]
-        width, name = w, "v"
-        while width > 2:
-            width //= 2
-            lines.append(f"    const float{width} h{width} = {name}.lo + {name}.hi;")
-            name = f"h{width}"
-        lines += [f"    return {name}.x + {name}.y;", "}"]
+    if spec.packed:
+        lines += ["typedef float8 vec8_u __attribute__((aligned(4)));",
+                  "#define LOAD8(p) (*(__global const vec8_u *)(p))",
+                  "#define STORE8(p, v) (*(__global vec8_u *)(p) = (v))"]
     return "\n".join(lines)
 
 
@@ -326,27 +387,39 @@ def _packed_prologue(spec: GemmSpec, t: GemmTile) -> str:
     const int P = M, Q = N;
     const int tp = (int)get_global_id(1) * {t.mr}, tq = (int)get_global_id(0) * {t.nr};
     if (tp >= P || tq >= Q) return;
-    /* this block's panels of op(A) and op(B): K-major, zero-padded past the edges */
-    A += (int)get_global_id(1) * K * {t.mr};
-    B += (int)get_global_id(0) * K * {t.nr};
+    /* this block's panels of op(A) and op(B): K-major, zero-padded past the edges;
+       lda and ldb are the panel strides (a launch may multiply a slice of k) */
+    A += (int)get_global_id(1) * lda;
+    B += (int)get_global_id(0) * ldb;
     const int p0 = tp, q0 = tq;"""
 
 
 def _pack_kernel(name: str, width: int, kmajor: bool) -> str:
-    """Copies rows [i0, i0+width) of X (X[i,k] at k*ldx+i if kmajor, else i*ldx+k) into a
-    K-major panel out[k*width + c]; rows past R are zeros."""
+    """Copies X (X[i,k] at k*ldx + i if kmajor, else at i*ldx + k) into K-major panels of
+    `width` rows, panel j at out[j*K*width + k*width + c]; rows past R are zeros.  Each
+    work-item reads memory contiguously: whole rows of X when kmajor (a row feeds every
+    panel), else `width` rows along k for one panel."""
     if kmajor:
-        full = f"""for (int k = k0; k < k1; ++k) {{
-            const __global float *src = X + k * ldx + i0;
-            for (int c = 0; c < {width}; ++c) out[k * {width} + c] = src[c];
-        }}"""
-        elem = "X[k * ldx + i0 + c]"
-    else:
-        full = f"""for (int c = 0; c < {width}; ++c) {{
-            const __global float *src = X + (i0 + c) * ldx;
-            for (int k = k0; k < k1; ++k) out[k * {width} + c] = src[k];
-        }}"""
-        elem = "X[(i0 + c) * ldx + k]"
+        return f"""__kernel void {name}(const int R, const int K,
+    __global const float *X, const int x_off, const int ldx,
+    __global float *out, const int out_off)
+{{
+    const int k0 = (int)get_global_id(0) * {PACK_ROWS};
+    if (k0 >= K) return;
+    X += x_off;
+    out += out_off;
+    const int whole = R / {width}, panel = K * {width};
+    for (int k = k0; k < min(K, k0 + {PACK_ROWS}); ++k) {{
+        const __global float *src = X + k * ldx;
+        __global float *dst = out + k * {width};
+        for (int j = 0; j < whole; ++j, src += {width}, dst += panel) {{
+            {_copy_row("dst", "src", width)}
+        }}
+        if (whole * {width} < R)
+            for (int c = 0; c < {width}; ++c) dst[c] = whole * {width} + c < R ? src[c] : 0.0f;
+    }}
+}}"""
+    rows = range(width)
     return f"""__kernel void {name}(const int R, const int K,
     __global const float *X, const int x_off, const int ldx,
     __global float *out, const int out_off)
@@ -357,12 +430,39 @@ def _pack_kernel(name: str, width: int, kmajor: bool) -> str:
     out += out_off + (int)get_global_id(0) * K * {width};
     const int k1 = min(K, k0 + {PACK_K});
     if (i0 + {width} <= R) {{
-        {full}
+        {" ".join(f"const __global float *x{c} = X + (i0 + {c}) * ldx;" for c in rows)}
+        int k = k0;
+        for (; k + 8 <= k1; k += 8) {{   /* a {width}×8 block, transposed in registers */
+            {" ".join(f"const float8 v{c} = LOAD8(x{c} + k);" for c in rows)}
+            {_transposed_stores(width)}
+        }}
+        for (; k < k1; ++k) {{
+            {" ".join(f"out[k * {width} + {c}] = x{c}[k];" for c in rows)}
+        }}
     }} else {{
         for (int k = k0; k < k1; ++k)
-            for (int c = 0; c < {width}; ++c) out[k * {width} + c] = i0 + c < R ? {elem} : 0.0f;
+            for (int c = 0; c < {width}; ++c)
+                out[k * {width} + c] = i0 + c < R ? X[(i0 + c) * ldx + k] : 0.0f;
     }}
 }}"""
+
+
+def _transposed_stores(width: int) -> str:
+    """Stores rows v0..v{width-1} (8 values of k each) K-major: the 8·width floats at
+    out + k*width are out[kk*width + c] = v{c}.s{kk}, written as float8 vectors."""
+    vecs = []
+    for j in range(width):
+        lanes = [divmod(f, width) for f in range(8 * j, 8 * j + 8)]
+        vecs.append(f"STORE8(out + k * {width} + {8 * j}, (float8)("
+                    + ", ".join(f"v{c}.s{kk}" for kk, c in lanes) + "));")
+    return "\n            ".join(vecs)
+
+
+def _copy_row(dst: str, src: str, width: int) -> str:
+    """`width` floats from src to dst, as float8 vectors where they fit."""
+    parts = [f"STORE8({dst} + {i}, LOAD8({src} + {i}));" for i in range(0, width - 7, 8)]
+    parts += [f"{dst}[{i}] = {src}[{i}];" for i in range(width - width % 8, width)]
+    return " ".join(parts)
 
 
 def _store_scalar(spec: GemmSpec, ro: _Roles, p: str, q: str, value: str) -> str:
@@ -381,8 +481,16 @@ def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
         out.append(f"    const __global float *lp = {'A' if spec.packed else ro.L + ' + p0'};")
     else:
         out += [f"    const __global float *l{r} = {ro.L} + (p0 + {r}) * {ro.ldl};" for r in rows]
-    out += ["    for (int k = 0; k < K; ++k) {",
-            "        " + " ".join(f"const float{w} r{v} = LOADV(rp + {v * w});" for v in vecs),
+    out += ["    for (int k = 0; k < K; ++k) {"]
+    if t.pf and not spec.packed:   # strided rows defeat the hardware prefetcher: help it
+        # clang's __builtin_prefetch is a CPU hint: PoCL takes it, NVIDIA's OpenCL compiler
+        # rejects a __global pointer there.  runtime/device.py defines SINGA_CPU_DEVICE on CPUs.
+        out.append("#ifdef SINGA_CPU_DEVICE")
+        out.append(f"        __builtin_prefetch(rp + {t.pf} * {ro.ldr});")
+        if ro.l_kmajor:
+            out.append(f"        __builtin_prefetch(lp + {t.pf} * {ro.ldl});")
+        out.append("#endif")
+    out += ["        " + " ".join(f"const float{w} r{v} = LOADV(rp + {v * w});" for v in vecs),
             f"        rp += {t.nr if spec.packed else ro.ldr};"]
     for r in rows:
         load = f"lp[{r}]" if ro.l_kmajor else f"l{r}[k]"
@@ -454,6 +562,17 @@ def _outer_store_transposed(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str
     return out
 
 
+def _lane_sum(vec: str, out: str, width: int) -> str:
+    """Sum of a vector's lanes by halving, inline (a helper taking float16 would change
+    the call ABI without AVX-512)."""
+    parts, name = [], vec
+    while width > 2:
+        width //= 2
+        parts.append(f"const float{width} h{width} = {name}.lo + {name}.hi;")
+        name = f"h{width}"
+    return "{ " + " ".join(parts) + f" {out} = {name}.x + {name}.y; }}"
+
+
 def _dot_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
     w = t.vw
     rows, cols = range(t.mr), range(t.nr)
@@ -467,8 +586,8 @@ def _dot_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
         fmas = " ".join(f"acc{r}_{c} = av * b{c}v + acc{r}_{c};" for c in cols)
         out.append(f"        {{ const float{w} av = LOADV(a{r} + k); {fmas} }}")
     out += ["    }",
-            "    float " + ", ".join(f"s{r}_{c} = hsum(acc{r}_{c})" for r in rows for c in cols)
-            + ";",
+            *(f"    float s{r}_{c}; {_lane_sum(f'acc{r}_{c}', f's{r}_{c}', w)}"
+              for r in rows for c in cols),
             "    for (; k < K; ++k) {",
             "        " + " ".join(f"const float b{c}s = b{c}[k];" for c in cols)]
     for r in rows:

@@ -92,7 +92,8 @@ class Device:
 
     def build(self, source: str, options: tuple[str, ...] = (), origin: str = "") -> cl.Program:
         """Build (or fetch from the in-memory cache) a program for this device."""
-        options = tuple(options)
+        # Device-class macro for kernels (e.g. CPU-only prefetch hints); part of the cache key.
+        options = tuple(options) + (("-DSINGA_CPU_DEVICE",) if self.is_cpu else ())
         key = program_key(source, options, self.identity)
         prog = self._programs.get(key)
         if prog is not None:

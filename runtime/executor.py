@@ -43,14 +43,22 @@ class ProfileReport:
 
 
 class Executor:
-    def __init__(self, device: Device, buffers: Iterable[BufferDecl],
-                 programs: Iterable[ProgramDecl], launch_lists: Mapping[str, Iterable[Launch]],
-                 *, profile: bool = False):
+    """`buffers`: BufferDecls, or a dict name → nbytes (float32); `programs`: ProgramDecls,
+    or a dict name → (source, options, origin); `launch_lists`: name → launches."""
+
+    def __init__(self, device: Device, buffers: Iterable[BufferDecl] | Mapping[str, int],
+                 programs: Iterable[ProgramDecl] | Mapping[str, tuple],
+                 launch_lists: Mapping[str, Iterable[Launch]], *, profile: bool = False):
         if profile and not device.profiling:
             raise SingaConfigError("profiling needs a device opened with "
                                    "Device.open(..., profile=True)")
         self.device = device
         self.profile = profile
+        if isinstance(buffers, Mapping):
+            buffers = [BufferDecl(name, int(nbytes)) for name, nbytes in buffers.items()]
+        if isinstance(programs, Mapping):
+            programs = [ProgramDecl(name, src, tuple(opts), origin)
+                        for name, (src, opts, origin) in programs.items()]
         self._decls = {b.name: b for b in buffers}
         self._buffers = {name: device.alloc(b.nbytes) for name, b in self._decls.items()}
         self._sub_buffers: dict[tuple[str, int], cl.Buffer] = {}

@@ -12,7 +12,7 @@ and run later without importing the compiler.  Kernel arguments are tagged tuple
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 ARG_KINDS = ("buf", "int", "float", "buf_offset")
@@ -107,11 +107,17 @@ class KernelPlan:
     @classmethod
     def build(cls, buffers: Iterable[BufferDecl], programs: Iterable[ProgramDecl],
               launch_lists: Mapping[str, Iterable[Launch]]) -> "KernelPlan":
-        """Convenience constructor from lists and a dict; duplicate programs are merged."""
+        """Convenience constructor from lists and a dict.  Programs with the same name and
+        source (a GEMM variant emitted by several layers) are kept once, their origins
+        joined; the same name with another source is an error."""
         progs: dict[str, ProgramDecl] = {}
         for p in programs:
-            if progs.setdefault(p.name, p) != p:
+            seen = progs.setdefault(p.name, p)
+            if (seen.source, seen.options) != (p.source, p.options):
                 raise ValueError(f"two different programs are both named {p.name!r}")
+            if p.origin and p.origin not in seen.origin.split("; "):
+                progs[p.name] = replace(seen, origin="; ".join(filter(None, (seen.origin,
+                                                                             p.origin))))
         return cls(tuple(buffers), tuple(progs.values()),
                    tuple((name, tuple(ls)) for name, ls in launch_lists.items()))
 
