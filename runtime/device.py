@@ -7,6 +7,8 @@ and raises KernelBuildError naming the op that emitted it.
 """
 from __future__ import annotations
 
+import warnings
+
 import hashlib
 import os
 import re
@@ -101,7 +103,10 @@ class Device:
             return prog
         self._misses += 1
         try:
-            prog = cl.Program(self.context, source).build(options=list(options))
+            with warnings.catch_warnings():
+                # PoCL prints vectorizer remarks as "compiler output"; a failure still raises.
+                warnings.simplefilter("ignore", cl.CompilerWarning)
+                prog = cl.Program(self.context, source).build(options=list(options))
         except cl.RuntimeError as exc:   # pyopencl's build failure carries the log in str()
             raise self._build_error(source, options, origin, key, str(exc)) from None
         self._programs[key] = prog
