@@ -6,7 +6,7 @@ Square sizes 256..2048 (NN) and the SINGA MLP's layer GEMMs (784-2500-2000-1500-
 batch 64 and 256; weights stored in×out): forward Y = X·W (NN), weight gradient
 dW = Xᵀ·dY (TN) and input gradient dX = dY·Wᵀ (NT).  Warm-up runs are excluded; each
 number is the median of --reps samples, a sample timing enough back-to-back calls (each
-ours followed by finish()) to last about 30 ms, ours and numpy's sampled alternately;
+ours followed by finish()) to last about 30 ms, ours and then numpy's for each shape;
 `ratio` is numpy's median time over ours, `best` the same for the fastest samples.  The VM
 is shared and noisy: compare ratios, measured in one run, and mind the load average.
 """
@@ -28,6 +28,7 @@ from singa_dsl.runtime.plan_types import BufferDecl
 
 MLP = (784, 2500, 2000, 1500, 1000, 500, 10)
 SAMPLE_SECONDS = 0.03
+BLAS_SPIN_SECONDS = 0.3     # longer than OpenBLAS's idle threads keep spinning
 
 
 def cases(quick: bool):
@@ -43,18 +44,23 @@ def cases(quick: bool):
 
 
 def timed_pair(fn_a, fn_b, reps: int) -> tuple[list[float], list[float]]:
-    """Seconds per call of two functions, `reps` samples each, taken alternately so both
-    see the same machine (this VM is shared and noisy); each sample batches enough calls
-    to last about SAMPLE_SECONDS.  The first calls (builds, first touch) are not timed."""
-    inner = [_calls_per_sample(fn) for fn in (fn_a, fn_b)]
-    samples: tuple[list, list] = ([], [])
-    for _ in range(reps):
-        for fn, n, out in zip((fn_a, fn_b), inner, samples):
+    """Seconds per call of two functions, `reps` samples each, one function's samples
+    right after the other's; each sample batches enough calls to last about
+    SAMPLE_SECONDS.  The first calls (builds, first touch) are not timed.  Not interleaved
+    sample by sample: OpenBLAS's idle threads spin for ~0.1 s after each call and would
+    take a core from PoCL, hence also the pause before the first function's samples."""
+    time.sleep(BLAS_SPIN_SECONDS)
+    out = []
+    for fn in (fn_a, fn_b):
+        n = _calls_per_sample(fn)
+        samples = []
+        for _ in range(reps):
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
-            out.append((time.perf_counter() - t0) / n)
-    return samples
+            samples.append((time.perf_counter() - t0) / n)
+        out.append(samples)
+    return out[0], out[1]
 
 
 def _calls_per_sample(fn) -> int:
@@ -88,11 +94,20 @@ def bench_case(device, m, n, k, ta, tb, reps):
     return t_ours, t_np, err
 
 
-def _load() -> str:
+def idle_fraction(seconds: float = 1.0) -> float:
+    """Share of CPU time the whole machine spent idle over `seconds` (Linux /proc/stat):
+    near 1.0 means no other process competes for the cores."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
     try:
-        return open("/proc/loadavg").read().split()[0]
+        total0, idle0 = snap()
+        time.sleep(seconds)
+        total1, idle1 = snap()
     except OSError:
-        return "?"
+        return float("nan")
+    return (idle1 - idle0) / max(1, total1 - total0)
 
 
 def main(argv=None) -> int:
@@ -103,7 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for both PoCL and numpy's BLAS (default: all cores)")
     args = ap.parse_args(argv)
-    load_before = _load()
+    idle = idle_fraction()
     if args.threads:   # read by PoCL when the platform starts, i.e. in Device.open
         os.environ["POCL_MAX_PTHREAD_COUNT"] = str(args.threads)
         threadpool_limits(args.threads)
@@ -131,8 +146,8 @@ def main(argv=None) -> int:
     geo = float(np.exp(np.mean(np.log(ratios))))
     print(f"geometric mean ratio (ours / numpy, medians): {geo:.2f}; 'best' compares the "
           "fastest samples, which other processes' interference disturbs least")
-    print(f"load average before / after: {load_before} / {_load()}  (2 cores: above ~0.5 "
-          "other processes were running and the numbers are noisy)")
+    print(f"machine idle before the run: {idle:.0%} (other processes running during the "
+          "run make both columns noisy)")
     return 0
 
 

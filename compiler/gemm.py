@@ -69,7 +69,9 @@ class GemmTile:
         return f"{self.mr}x{self.nr}v{self.vw}" + (f"p{self.pf}" if self.pf else "")
 
 
-# Chosen by benchmarks/bench_sgemm.py on a 2-core AVX2 EPYC (16 vector registers).
+# Measured with benchmarks/bench_sgemm.py on a 2-core AVX2 EPYC (16 vector registers): the
+# 6×16 block is 12 ymm accumulators + 2 B vectors + 1 broadcast, the classic AVX2 shape;
+# an AVX-512 device would rather take 8×32 with vw=16 (32 zmm registers).
 DEFAULT_TILES = {"outer": GemmTile(6, 16, 8, 4, 4, pf=16), "dot": GemmTile(4, 3, 8, 4, 4),
                  "packed": GemmTile(6, 16, 8, 4, 4)}
 
