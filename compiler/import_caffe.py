@@ -419,12 +419,7 @@ class _Caffe:
         self.pending.append(("todo" if todo else "note", message, span or info.span))
 
     def _flush(self, name: str):
-        for kind, message, span in self.pending:
-            if kind == "todo":
-                self.out.todo(f"net.{name}", message, span)
-            else:
-                self.out.note(f"net.{name}", message)
-        self.pending = []
+        self.out.flush(f"net.{name}", self.pending)
 
     def _emit(self, info: LayerInfo, op: str, sources: list[ast.Expr], args: list,
               kwargs: dict, name: str | None = None, top: str | None = None):

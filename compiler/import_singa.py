@@ -633,12 +633,7 @@ class _Singa:
         self.pending.append(("todo" if todo else "note", message, span or info.span))
 
     def _flush(self, name: str):
-        for kind, message, span in self.pending:
-            if kind == "todo":
-                self.out.todo(f"net.{name}", message, span)
-            else:
-                self.out.note(f"net.{name}", message)
-        self.pending = []
+        self.out.flush(f"net.{name}", self.pending)
 
     def _emit(self, info: LayerInfo, op: str, args: list, kwargs: dict):
         name = info.out_name

@@ -197,6 +197,15 @@ class Out:
         if message not in self.comments[key]:
             self.comments[key].append(message)
 
+    def flush(self, key: str, pending: list) -> None:
+        """Attach a layer's collected ("todo" | "note", message, span) entries to ``key``."""
+        for kind, message, span in pending:
+            if kind == "todo":
+                self.todo(key, message, span)
+            else:
+                self.note(key, message)
+        pending.clear()
+
     def note_once(self, key: str, message: str):
         """A note that explains a mapping used many times: said at its first use only."""
         if ("once", message) not in self._seen:
