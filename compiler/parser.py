@@ -58,7 +58,8 @@ def _lark() -> Lark:
     return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
-def _span(file: str, meta_or_token) -> Span:
+def span_of(file: str, meta_or_token) -> Span:
+    """The Span of a lark meta or token (line 0 where lark has no position)."""
     m = meta_or_token
     if getattr(m, "empty", False):
         return Span(file, 0, 0, 0, 0)
@@ -74,7 +75,7 @@ class _ToAST(Transformer_NonRecursive):
         self.too_deep: Span | None = None
 
     def _s(self, meta) -> Span:
-        return _span(self.file, meta)
+        return span_of(self.file, meta)
 
     def _depth(self, meta, *children) -> int:
         d = 1 + max((getattr(c, "depth", 0) for c in children), default=0)
@@ -138,7 +139,7 @@ class _ToAST(Transformer_NonRecursive):
         name, rest = ch[0], [c for c in ch[1:] if c is not None]
         args = tuple(c for c in rest if not isinstance(c, ast.Kwarg))
         kwargs = tuple(c for c in rest if isinstance(c, ast.Kwarg))
-        return ast.Call(str(name), args, kwargs, self._s(meta), _span(self.file, name),
+        return ast.Call(str(name), args, kwargs, self._s(meta), span_of(self.file, name),
                         self._depth(meta, *rest))
 
     @v_args(meta=True)
@@ -153,7 +154,7 @@ class _ToAST(Transformer_NonRecursive):
     # statements
     @v_args(meta=True)
     def entry(self, meta, ch):
-        return ast.Entry(str(ch[0]), ch[1], self._s(meta), _span(self.file, ch[0]))
+        return ast.Entry(str(ch[0]), ch[1], self._s(meta), span_of(self.file, ch[0]))
 
     @v_args(meta=True)
     def annotation(self, meta, ch):
@@ -161,18 +162,18 @@ class _ToAST(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def layer(self, meta, ch):
-        return ast.Layer(str(ch[0]), ch[1], tuple(ch[2:]), self._s(meta), _span(self.file, ch[0]))
+        return ast.Layer(str(ch[0]), ch[1], tuple(ch[2:]), self._s(meta), span_of(self.file, ch[0]))
 
     @v_args(meta=True)
     def const_decl(self, meta, ch):
-        return ast.ConstDecl(str(ch[0]), ch[1], self._s(meta), _span(self.file, ch[0]))
+        return ast.ConstDecl(str(ch[0]), ch[1], self._s(meta), span_of(self.file, ch[0]))
 
     def _block(keyword, named=True):  # noqa: N805
         @v_args(meta=True)
         def build(self, meta, ch):
             name = str(ch[0]) if named else None
             entries = tuple(ch[1:] if named else ch)
-            name_span = _span(self.file, ch[0]) if named else self._s(meta)
+            name_span = span_of(self.file, ch[0]) if named else self._s(meta)
             return ast.Block(keyword, name, entries, True, self._s(meta), name_span)
         return build
 
@@ -186,11 +187,11 @@ class _ToAST(Transformer_NonRecursive):
     def algorithm_decl(self, meta, ch):
         body = ch[1] if len(ch) > 1 else None
         return ast.Block("algorithm", str(ch[0]), body or (), body is not None,
-                         self._s(meta), _span(self.file, ch[0]))
+                         self._s(meta), span_of(self.file, ch[0]))
 
     @v_args(meta=True)
     def net_decl(self, meta, ch):
-        return ast.NetDecl(str(ch[0]), tuple(ch[1:]), self._s(meta), _span(self.file, ch[0]))
+        return ast.NetDecl(str(ch[0]), tuple(ch[1:]), self._s(meta), span_of(self.file, ch[0]))
 
     def start(self, ch):
         return tuple(ch)

@@ -25,6 +25,7 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from singa_dsl.errors import SingaErrors, SingaSyntaxError, Span, UNKNOWN_SPAN
+from .parser import span_of
 
 MAX_DEPTH = 64   # real confs nest 4-5 levels; anything deeper is not a SINGA or Caffe file
 
@@ -74,12 +75,6 @@ def _lark() -> Lark:
     return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
-def _span(file: str, m) -> Span:
-    if getattr(m, "empty", False):
-        return UNKNOWN_SPAN
-    return Span(file, m.line, m.column, m.end_line, m.end_column)
-
-
 class _ToTree(Transformer_NonRecursive):
     def __init__(self, file: str):
         super().__init__()
@@ -87,7 +82,7 @@ class _ToTree(Transformer_NonRecursive):
         self.too_deep: Span | None = None
 
     def _s(self, meta) -> Span:
-        return _span(self.file, meta)
+        return span_of(self.file, meta)
 
     @v_args(meta=True)
     def string_value(self, meta, ch):

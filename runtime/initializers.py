@@ -148,13 +148,7 @@ class InitSpec:
 def initialize(spec: InitSpec, shape: tuple[int, ...], fan_in: int, fan_out: int,
                rng: np.random.Generator) -> np.ndarray:
     """A new float32 array of ``shape`` filled as ``spec`` says."""
-    defn = INITIALIZERS.get(spec.kind)
-    if defn is None:
-        raise SingaConfigError(f"unknown initializer '{spec.kind}'",
-                               hint=INITIALIZERS.unknown_hint(spec.kind))
-    missing = [a.name for a in defn.attrs if a.required and a.name not in spec.args]
-    if missing:
-        raise SingaConfigError(f"initializer {spec.kind} is missing {', '.join(missing)}")
+    defn = INITIALIZERS.entry_for(spec.kind, spec.args)
     if defn.uses_fan and (fan_in <= 0 or fan_out < 0):
         # An op's own bug, not the user's: every param with a shape has a positive fan-in.
         raise ValueError(f"initializer {spec.kind} needs fan_in > 0 and fan_out >= 0, "

@@ -189,13 +189,7 @@ def lr_from_json(data) -> ScheduleSpec | float:
 
 def bound_args(spec: ScheduleSpec) -> dict:
     """The spec's args with defaults filled; an error for an unknown kind or a missing attr."""
-    defn = SCHEDULES.get(spec.kind)
-    if defn is None:
-        raise SingaConfigError(f"unknown schedule '{spec.kind}'",
-                               hint=SCHEDULES.unknown_hint(spec.kind))
-    missing = [a.name for a in defn.attrs if a.required and a.name not in spec.args]
-    if missing:
-        raise SingaConfigError(f"schedule {spec.kind} is missing {', '.join(missing)}")
+    defn = SCHEDULES.entry_for(spec.kind, spec.args, "schedule")
     return {**defaults(defn.attrs), **spec.args}
 
 

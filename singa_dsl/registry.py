@@ -46,6 +46,19 @@ class Registry(Generic[T]):
     def get(self, name: str, default=None):
         return self._items.get(name, default)
 
+    def entry_for(self, name: str, args: dict, what: str | None = None):
+        """The entry named by a spec read back from a plan, checked for required attrs:
+        a SingaConfigError for an unknown name or a missing attribute."""
+        from .errors import SingaConfigError
+        entry = self._items.get(name)
+        what = what or self.concept
+        if entry is None:
+            raise SingaConfigError(f"unknown {what} '{name}'", hint=self.unknown_hint(name))
+        missing = [a.name for a in entry.attrs if a.required and a.name not in args]
+        if missing:
+            raise SingaConfigError(f"{what} {name} is missing {', '.join(missing)}")
+        return entry
+
     def names(self) -> list[str]:
         return sorted(self._items)
 
