@@ -157,3 +157,22 @@ def initialize(spec: InitSpec, shape: tuple[int, ...], fan_in: int, fan_out: int
     values = defn.fn({**defaults(defn.attrs), **spec.args}, shape, fan_in, fan_out, rng)
     assert values.shape == shape and values.dtype == np.float32, (spec, values.shape)
     return values
+
+
+def initial_values(params, seed: int, loaded: dict):
+    """Yield ``(entry, float32 value)`` for every owned param of a plan, in plan order: from
+    ``loaded`` (init_from checkpoints, by store name) or drawn from one generator seeded with
+    the job's seed — so every rank that calls it draws the same values."""
+    rng = np.random.default_rng(seed)
+    for p in params:
+        if p.store_name in loaded:
+            value = loaded[p.store_name]
+            if tuple(value.shape) != tuple(p.shape):
+                raise SingaConfigError(f"param '{p.store_name}' from init_from has shape "
+                                       f"{list(value.shape)}, but {p.key} needs {list(p.shape)}")
+        elif p.init is None:
+            raise SingaConfigError(f"param '{p.store_name}' ({p.key}) has no initializer and "
+                                   "was not found in the init_from checkpoints")
+        else:
+            value = initialize(InitSpec.from_json(p.init), p.shape, p.fan_in, p.fan_out, rng)
+        yield p, np.asarray(value, dtype=np.float32)

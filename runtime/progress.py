@@ -8,11 +8,17 @@ import pathlib
 import sys
 import time
 
+# A rich Console to draw the live display on instead of the terminal (docs/make_images.py
+# sets one with record=True to save a real run's display as docs/images/progress.svg).
+CONSOLE = None
+
 
 def _fmt(record: dict) -> str:
     label = {"reconstruction_error": "reconstruction error",
              "nats_per_char": "nats/char"}.get(record.get("metric"), "loss")
-    parts = [f"{record['phase']:<8} step {record['step']:>6}", f"{label} {record['loss']:.4f}"]
+    phase = record["phase"] if record.get("group") is None else \
+        f"{record['phase']}/g{record['group']}"        # a distributed job's worker group
+    parts = [f"{phase:<8} step {record['step']:>6}", f"{label} {record['loss']:.4f}"]
     if record.get("accuracy") is not None:
         parts.append(f"accuracy {record['accuracy']:.4f}")
     if record.get("perplexity") is not None:
@@ -33,13 +39,13 @@ class Progress:
         self._metrics = open(self.metrics_path, mode, encoding="utf-8")
         self.records: list[dict] = []
         self._live = None
-        if not quiet and sys.stderr.isatty():
+        if not quiet and (CONSOLE is not None or sys.stderr.isatty()):
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
                                        TextColumn, TimeElapsedColumn, TimeRemainingColumn)
             self._live = RichProgress(
                 TextColumn(f"[bold]{job_name}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-                TimeRemainingColumn(), transient=False)
+                TimeRemainingColumn(), transient=False, console=CONSOLE)
             self._task = self._live.add_task("train", total=total_steps, completed=start_step,
                                              status="")
             self._live.start()

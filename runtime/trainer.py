@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 
 from singa_dsl.errors import SingaConfigError, SingaError
-from . import checkpoint
+from . import checkpoint, numerics
 from .data import SOURCES
 from .executor import Executor
 from .initializers import InitSpec, initialize
@@ -23,6 +23,8 @@ from .updaters import UpdaterSpec
 
 
 CARRY_KEY = "carried-state"      # state.npz entries holding bptt's carried recurrent state
+ON_NAN = ("stop", "skip")
+MAX_SKIPPED_IN_A_ROW = 20        # --on-nan skip gives up after this many steps in a row
 
 
 class NumericalError(SingaError):
@@ -35,8 +37,15 @@ def _every_fires(e: dict | None, step: int) -> bool:
 
 class Trainer:
     def __init__(self, plan, *, device=None, workspace: str | None = None, steps: int | None = None,
-                 quiet: bool = False, resume: bool = False, profile: bool = False):
+                 quiet: bool = False, resume: bool = False, profile: bool = False,
+                 on_nan: str = "stop"):
         from .device import Device
+        if on_nan not in ON_NAN:
+            raise SingaConfigError(f"on_nan must be one of {', '.join(ON_NAN)}, not {on_nan!r}")
+        self.on_nan = on_nan
+        self.last_step_skipped = False
+        self.skip_note = ""
+        self._skipped_in_a_row = 0
         self.plan = plan
         self.job = dict(plan.job)
         if steps is not None:
@@ -50,8 +59,10 @@ class Trainer:
         self.executor = Executor.from_plan(self.device, plan.kernels, profile=profile)
         self.updater = UpdaterSpec.from_json(plan.updater)
         self.readers = {p.name: self._open_reader(p) for p in plan.phases}
+        self.numerics = numerics.StepCheck(self.executor, plan) if plan.phase("train") else None
         self.step = 0
-        self._display_acc = {"loss": 0.0, "hits": 0.0, "count": 0, "samples": 0, "t0": 0.0}
+        self._display_acc = {"loss": 0.0, "hits": 0.0, "count": 0, "samples": 0, "t0": 0.0,
+                             "skipped": 0}
 
     # ---- setup ------------------------------------------------------------------------
     def _open_reader(self, phase):
@@ -102,7 +113,7 @@ class Trainer:
             params[p.store_name] = self.executor.read(p.buffer, p.shape)
             for s in p.state:
                 state[f"{p.store_name}/{s.split(':')[1]}"] = self.executor.read(s, p.shape)
-        for name in self._carried_state():
+        for name in self._persistent_buffers():
             state[f"{CARRY_KEY}/{name}"] = self.executor.read(name)
         meta = {"readers": {n: r.state() for n, r in self.readers.items()},
                 "display": {k: v for k, v in self._display_acc.items() if k != "t0"},
@@ -122,7 +133,7 @@ class Trainer:
                 key = f"{p.store_name}/{s.split(':')[1]}"
                 self.executor.write(s, state.get(key, np.zeros(p.shape, np.float32)))
         self.run_init()
-        for name in self._carried_state():
+        for name in self._persistent_buffers():
             if f"{CARRY_KEY}/{name}" in state:
                 self.executor.write(name, state[f"{CARRY_KEY}/{name}"])
         for name, st in meta.get("readers", {}).items():
@@ -209,14 +220,55 @@ class Trainer:
         self._feed(train)
         if "rng:step" in self.executor.buffer_names:
             self.executor.write("rng:step", np.array([step], np.int32))
+        if self.on_nan == "skip":
+            return self._train_step_or_skip(step, train)
         self.executor.run("train")
+        self.numerics.enqueue()
         self._set_learning_rates(step)
         self.executor.run("update")
         loss, acc = self._read_losses(train)
-        if not math.isfinite(loss):
-            raise NumericalError(f"the training loss became {loss} at step {step}",
-                                 hint="lower the learning rate, or add clip: to the updater")
+        if not math.isfinite(loss) or self.numerics.tripped():
+            raise self._numerical_error(step, loss)
         return loss, acc
+
+    def _train_step_or_skip(self, step: int, train) -> tuple[float, float | None]:
+        """--on-nan skip: the numerics check runs before the update does; a non-finite step
+        updates nothing (the running state it moved is put back) and returns (nan, None)
+        with ``last_step_skipped`` set."""
+        kept = {name: self.executor.read(name) for name in self._persistent_buffers()}
+        self.executor.run("train")
+        self.numerics.enqueue()
+        loss, acc = self._read_losses(train)
+        self.last_step_skipped = not math.isfinite(loss) or self.numerics.tripped()
+        if not self.last_step_skipped:
+            self._skipped_in_a_row = 0
+            self._set_learning_rates(step)
+            self.executor.run("update")
+            return loss, acc
+        error = self._numerical_error(step, loss)
+        self.numerics.reset()
+        self._skipped_in_a_row += 1
+        if self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            raise NumericalError(f"{self._skipped_in_a_row} steps in a row were skipped for "
+                                 f"NaN/Inf; the last: {error.message}", hint=error.hint)
+        for name, value in kept.items():
+            self.executor.write(name, value)
+        self.skip_note = f"step {step} skipped: {error.message}"
+        return math.nan, None
+
+    def _numerical_error(self, step: int, loss: float) -> NumericalError:
+        found = numerics.first_non_finite(self.executor, self.plan)
+        text = found.message(step) if found is not None else \
+            f"the training loss became {loss} at step {step}"
+        if found is not None and not math.isfinite(loss):
+            text += f"; the training loss became {loss}"
+        return NumericalError(text, hint=found.hint() if found is not None else numerics.HINT)
+
+    def _persistent_buffers(self) -> list[str]:
+        """Buffers a train step moves that outlive it besides params and updater state:
+        bptt's carried recurrent state and batchnorm's running averages."""
+        return self._carried_state() + sorted(n for n in self.executor.buffer_names
+                                              if n.startswith("bn:"))
 
     def evaluate(self, phase_name: str, batches: int) -> dict:
         phase = self.plan.phase(phase_name)
@@ -246,8 +298,7 @@ class Trainer:
             self.run_init()
         steps = self.job["steps"]
         display = self.job.get("display") or {"every": max(1, steps // 50), "after": 0}
-        progress = Progress(self.job["name"], steps, self.step, self.workspace, self.quiet,
-                            resume=resumed)
+        progress = self._open_progress(steps, resumed)
         if resumed:
             progress.message(f"resumed {self.job['name']} at step {self.step}")
             _truncate_metrics(progress, self.step)
@@ -262,9 +313,13 @@ class Trainer:
                     if step > 0 and _every_fires(self.job.get("checkpoint"), step):
                         self.save_checkpoint(step)
                 loss, hits = self.train_step(step)
-                acc["loss"] += loss
-                acc["hits"] += hits or 0.0
-                acc["count"] += 1
+                if self.last_step_skipped:           # --on-nan skip
+                    acc["skipped"] = acc.get("skipped", 0) + 1
+                    progress.message(self.skip_note)
+                else:
+                    acc["loss"] += loss
+                    acc["hits"] += hits or 0.0
+                    acc["count"] += 1
                 acc["samples"] += self.plan.phase("train").batch
                 if _every_fires(display, step) or step == steps - 1:
                     self._display(step, progress, hits is not None)
@@ -280,6 +335,10 @@ class Trainer:
                 r.close()
         return progress.records
 
+    def _open_progress(self, steps: int, resumed: bool) -> Progress:
+        return Progress(self.job["name"], steps, self.step, self.workspace, self.quiet,
+                        resume=resumed)
+
     def _evaluations(self, step: int, progress: Progress, final: bool = False):
         for name in ("validate", "test"):
             every = self.job.get(name)
@@ -291,20 +350,25 @@ class Trainer:
     def _display(self, step: int, progress: Progress, has_accuracy: bool):
         acc = self._display_acc
         now = progress.elapsed()
-        record = {"phase": "train", "step": step, "loss": acc["loss"] / acc["count"]}
+        count = acc["count"] or math.nan            # every step since the last one skipped
+        record = {"phase": "train", "step": step, "loss": acc["loss"] / count}
         if has_accuracy:
-            record["accuracy"] = acc["hits"] / acc["count"]
+            record["accuracy"] = acc["hits"] / count
+        if acc.get("skipped"):
+            record["skipped"] = acc["skipped"]        # steps skipped for NaN/Inf since then
         record.update(self._metric_fields(record["loss"]))
         dt = now - acc["t0"]
         record["samples_per_s"] = acc["samples"] / dt if dt > 0 else None
         progress.record(record)
-        acc.update(loss=0.0, hits=0.0, count=0, samples=0, t0=now)   # in place: run() holds it
+        acc.update(loss=0.0, hits=0.0, count=0, samples=0, t0=now, skipped=0)   # in place
 
 
 def _truncate_metrics(progress: Progress, step: int):
     """Drop records an interrupted run wrote after its last checkpoint."""
     import json
     path = progress.metrics_path
+    if path is None:          # a rank that writes no metrics (a distributed non-driver)
+        return
     progress._metrics.close()
     kept = []
     for line in path.read_text().splitlines():

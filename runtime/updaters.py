@@ -113,10 +113,12 @@ def _updater(name: str, doc: str, kind_attrs: tuple[Attr, ...], state_names: tup
     attrs = _COMMON + kind_attrs
 
     def deco(rule):
-        def reference(w, g, state, lr, wd, grad_scale, args):
+        def reference(w, g, state, lr, wd, grad_scale, args, dtype=np.float64):
             a = {**defaults(attrs), **args}
             # A copy: the kernel takes g as const, so the reference leaves it alone too.
-            g = np.array(g, dtype=np.float64)
+            # float64 for the tests' oracle; the parameter servers work in float32 as the
+            # kernels do (dtype=np.float32).
+            g = np.array(g, dtype=dtype)
             bounds = clip_range(a["clip"]) if clips else None
             if bounds is not None and bounds[1] > bounds[0]:
                 np.clip(g, bounds[0], bounds[1], out=g)

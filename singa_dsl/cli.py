@@ -25,6 +25,8 @@ EXAMPLES = {
     "import": "singac import lenet_train_test.prototxt --solver lenet_solver.prototxt -o lenet.singa",
     "sample": "singac sample samples/char_rnn.singa --checkpoint runs/char_rnn --length 300 "
               "--prime 'def '",
+    "filters": "singac filters runs/rbm1 --param w1 -o rbm1-filters.png",
+    "completion": "singac completion bash > ~/.local/share/bash-completion/completions/singac",
 }
 
 
@@ -66,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: PYOPENCL_CTX, else PoCL's CPU device)")
     c.add_argument("--workspace", help="override the job's workspace folder")
     c.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    c.add_argument("--on-nan", choices=("stop", "skip"), default="stop",
+                   help="a NaN/Inf loss or gradient: stop naming the layer and tensor (exit 6), "
+                   "or skip that step's update and go on (default: stop)")
+    c.add_argument("--hosts", metavar="HOSTFILE",
+                   help="run the ranks on these machines (an MPICH hostfile: 'host[:n]' lines)")
+    c.add_argument("--max-restarts", type=int, default=0, metavar="N",
+                   help="restart a distributed job whose rank died from its newest "
+                   "checkpoint, up to N times (0)")
+    c.add_argument("--threads", type=int, metavar="N",
+                   help="OpenCL threads per worker rank (default: the cores shared out)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     c.add_argument("--profile", action="store_true",
                    help="print the time spent per layer and per kernel (OpenCL events)")
@@ -113,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="below 1: safer choices, above 1: more varied (1.0)")
     c.add_argument("--prime", default="", help="text fed to the model first (printed too)")
     c.add_argument("--seed", type=int, default=0, help="random seed of the sampling (0)")
+
+    c = cmd("filters", "draw a trained layer's weights as images, one tile per unit")
+    c.add_argument("checkpoint", metavar="CHECKPOINT_OR_WORKSPACE")
+    c.add_argument("--param", required=True, metavar="NAME",
+                   help="the param, by its store name (w1, fc1.w, conv1.w)")
+    c.add_argument("-o", "--output", help="OUT.png or OUT.svg (default: PARAM-filters.png)")
+    c.add_argument("--side", type=int, metavar="N",
+                   help="tile width in pixels (default: the square root of the inputs)")
+    c.add_argument("--count", type=int, default=100, help="units to draw (100)")
+
+    c = cmd("completion", "print a shell completion script")
+    c.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     return p
 
 
@@ -210,8 +234,13 @@ def _run(args) -> int:
     for f in args.files:
         program = load(f)
         _print_warnings(program)
-        run_program(program, steps=args.steps, device=args.device, workspace=args.workspace,
-                    resume=args.resume, quiet=args.quiet, profile=args.profile)
+        result = run_program(program, steps=args.steps, device=args.device,
+                             workspace=args.workspace, resume=args.resume, quiet=args.quiet,
+                             profile=args.profile, hosts=args.hosts,
+                             max_restarts=args.max_restarts, threads=args.threads,
+                             on_nan=args.on_nan)
+        if isinstance(result, int) and result:
+            return result          # a distributed job's exit code
     return 0
 
 
@@ -351,6 +380,32 @@ def _sample(args) -> int:
     return 0
 
 
+def _filters(args) -> int:
+    from .filters import draw_filters, load_param
+    w = load_param(args.checkpoint, args.param)
+    out = args.output or f"{args.param.replace('.', '-')}-filters.png"
+    n = draw_filters(w, out, args.param, side=args.side, count=args.count)
+    print(f"wrote {out} ({n} tiles)")
+    return 0
+
+
+def _completion(args) -> int:
+    """A completion script from the parser itself (shtab), so it never drifts."""
+    try:
+        import shtab
+    except ImportError:
+        raise SingaError("shell completion needs the shtab package",
+                         hint="pip install 'shtab>=1.7'") from None
+    parser = _parser()
+    paths = {"FILE", "WORKSPACE", "CHECKPOINT_OR_WORKSPACE", "DIR", "HOSTFILE"}
+    for sub in parser._subparsers._group_actions[0].choices.values():
+        for action in sub._actions:
+            if action.metavar in paths or action.dest in ("output", "workspace", "solver"):
+                action.complete = shtab.FILE
+    sys.stdout.write(shtab.complete(parser, shell=args.shell))
+    return 0
+
+
 def _read(p: pathlib.Path) -> str:
     try:
         return p.read_text(encoding="utf-8")
@@ -362,7 +417,8 @@ def _read(p: pathlib.Path) -> str:
 
 _COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "plan": _plan,
              "test": _test, "sample": _sample, "init": _init,
-             "import": _import, "plot": _plot}
+             "import": _import, "plot": _plot, "filters": _filters,
+             "completion": _completion}
 
 if __name__ == "__main__":
     sys.exit(main())

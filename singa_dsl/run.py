@@ -7,17 +7,46 @@ def compile_plan(program):
     return lower_program(program)
 
 
+def plan_with_train_batch(program, batch: int | None):
+    """The program's plan, with the train batch set to ``batch`` (None: as written) — what
+    one worker of a group computes."""
+    import dataclasses
+    if batch is None:
+        return compile_plan(program)
+    data = {}
+    for name, spec in program.data.items():
+        train = spec.phases.get("train")
+        if train is not None:
+            train = dataclasses.replace(train, args={**train.args, "batch": batch})
+            spec = dataclasses.replace(spec, phases={**spec.phases, "train": train})
+        data[name] = spec
+    return compile_plan(dataclasses.replace(program, data=data))
+
+
 def run_program(program, *, steps=None, device=None, workspace=None, resume=False, quiet=False,
-                reference=False, profile=False):
+                reference=False, profile=False, hosts=None, max_restarts=0, threads=None,
+                on_nan="stop"):
+    """Train: in this process for one worker and one server; on MPI otherwise — ``singac``
+    starts the ranks itself, or, inside an ``mpiexec`` the user started, runs this rank."""
+    import dataclasses
+    from .runtime.cluster import Layout
+    layout = Layout.from_cluster(dataclasses.asdict(program.cluster))
+    if layout.distributed:
+        from .runtime import launch
+        if launch.in_mpi_job():
+            return launch.run_rank(program, lambda b: plan_with_train_batch(program, b),
+                                   steps=steps, device=device, workspace=workspace,
+                                   resume=resume, quiet=quiet, profile=profile)
+        options = []
+        for flag, value in (("--steps", steps), ("--device", device),
+                            ("--workspace", workspace)):
+            if value is not None:
+                options += [flag, str(value)]
+        options += ["--quiet"] * bool(quiet) + ["--profile"] * bool(profile)
+        return launch.launch(program.file, layout, options, hosts=hosts,
+                             max_restarts=max_restarts, resume=resume, threads=threads)
     from .runtime.trainer import Trainer
-    c = program.cluster
-    if (c.worker_groups, c.workers_per_group, c.server_groups, c.servers_per_group) != (1, 1, 1, 1):
-        import sys
-        print(f"warning: the cluster block asks for {c.worker_groups}x{c.workers_per_group} "
-              f"workers and {c.server_groups}x{c.servers_per_group} servers; this build trains "
-              "as one worker with one server (the multi-process runtime is not here yet)",
-              file=sys.stderr)
     plan = compile_plan(program)
     trainer = Trainer(plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
-                      resume=resume, profile=profile)
+                      resume=resume, profile=profile, on_nan=on_nan)
     return trainer.run()

@@ -1,0 +1,169 @@
+"""Who is who in a distributed job: ranks, roles, rows and param ranges — plain data, no MPI.
+
+One MPI rank per worker and per server (SINGA runs them as threads of a process; Python's
+GIL makes ranks the better unit).  Ranks 0.. are workers in (group, index) order, then the
+servers in (server group, index) order; rank 0 — worker 0 of group 0 — is the driver: it
+tests, validates, displays and writes checkpoints, as SINGA's group-0 worker does.
+``separate_servers`` decides placement on hosts (``hosts_order``), not the number of ranks.
+
+Params are one flat float32 vector in net order.  SINGA's Slice/PartitionSlices
+(compiler/place.py) cut it into slices; PartitionSlices fills servers with consecutive
+slices, so each server of a group owns one contiguous range, and each slice has a master
+server group for Hogwild's inter-group sync.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from singa_dsl.errors import SingaConfigError
+
+
+@dataclass(frozen=True)
+class Role:
+    kind: str          # "worker" | "server"
+    group: int
+    index: int
+    rank: int
+
+    def describe(self) -> str:
+        if self.kind == "worker":
+            return f"rank {self.rank} (worker {self.index} of worker group {self.group})"
+        return f"rank {self.rank} (server {self.index} of server group {self.group})"
+
+
+@dataclass(frozen=True)
+class Layout:
+    worker_groups: int
+    workers_per_group: int
+    server_groups: int
+    servers_per_group: int
+    separate_servers: bool = False
+    sync_every: int = 1
+
+    @classmethod
+    def from_cluster(cls, c: dict) -> "Layout":
+        layout = cls(c["worker_groups"], c["workers_per_group"], c["server_groups"],
+                     c["servers_per_group"], bool(c.get("separate_servers")),
+                     int(c.get("sync_every", 1)))
+        if layout.worker_groups % layout.server_groups:
+            raise SingaConfigError(f"{layout.worker_groups} worker groups cannot share "
+                                   f"{layout.server_groups} server groups evenly")
+        return layout
+
+    @property
+    def nworkers(self) -> int:
+        return self.worker_groups * self.workers_per_group
+
+    @property
+    def nservers(self) -> int:
+        return self.server_groups * self.servers_per_group
+
+    @property
+    def size(self) -> int:
+        return self.nworkers + self.nservers
+
+    @property
+    def distributed(self) -> bool:
+        return self.nworkers > 1 or self.nservers > 1
+
+    def worker_rank(self, group: int, index: int) -> int:
+        return group * self.workers_per_group + index
+
+    def server_rank(self, group: int, index: int) -> int:
+        return self.nworkers + group * self.servers_per_group + index
+
+    def role(self, rank: int) -> Role:
+        if not 0 <= rank < self.size:
+            raise ValueError(f"rank {rank} is outside the job's {self.size} ranks")
+        if rank < self.nworkers:
+            return Role("worker", *divmod(rank, self.workers_per_group), rank)
+        return Role("server", *divmod(rank - self.nworkers, self.servers_per_group), rank)
+
+    def server_group_of(self, worker_group: int) -> int:
+        """SINGA: worker group g talks to server group g / (groups per server group)."""
+        return worker_group // (self.worker_groups // self.server_groups)
+
+    def worker_groups_of(self, server_group: int) -> list[int]:
+        return [g for g in range(self.worker_groups) if self.server_group_of(g) == server_group]
+
+    def group_ranks(self, group: int) -> list[int]:
+        return [self.worker_rank(group, j) for j in range(self.workers_per_group)]
+
+    def rows(self, index: int, batch: int) -> tuple[int, int]:
+        """The rows of each global batch worker ``index`` of a group computes."""
+        if batch < self.workers_per_group:
+            raise SingaConfigError(f"a batch of {batch} cannot be shared by "
+                                   f"{self.workers_per_group} workers",
+                                   hint="use a batch of at least workers_per_group")
+        bounds = np.linspace(0, batch, self.workers_per_group + 1)
+        cuts = [int(b) for b in np.floor(bounds)]
+        return cuts[index], cuts[index + 1]
+
+    def hosts_order(self) -> list[int]:
+        """Ranks in the order to fill hosts: co-located (not separate) servers go beside
+        their worker, as SINGA's processes hold one worker and one server each."""
+        workers = list(range(self.nworkers))
+        servers = [self.server_rank(g, s) for g in range(self.server_groups)
+                   for s in range(self.servers_per_group)]
+        if self.separate_servers:
+            return workers + servers
+        out = []
+        for i in range(max(len(workers), len(servers))):
+            out += workers[i:i + 1] + servers[i:i + 1]
+        return out
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    key: str
+    lo: int            # in the flat vector
+    hi: int
+    lr_scale: float
+    wd_scale: float
+    updated: bool = True     # False: the algorithm never updates it (kept as loaded)
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    params: tuple[ParamRange, ...]
+    total: int
+    servers: tuple[tuple[int, int], ...]       # server index → its flat [lo, hi)
+    masters: tuple[tuple[int, int, int], ...]  # (lo, hi, master server group) runs
+
+    @classmethod
+    def build(cls, entries, layout: Layout, updated=None) -> "ParamLayout":
+        from singa_dsl.compiler.place import partition_slices, slice_sizes
+        params, offset = [], 0
+        for p in entries:
+            size = int(np.prod(p.shape))
+            params.append(ParamRange(p.key, offset, offset + size, p.lr_scale, p.wd_scale,
+                                     updated is None or p.key in updated))
+            offset += size
+        num = math.lcm(layout.servers_per_group, layout.server_groups)
+        flat = [s for cut in slice_sizes(num, [p.hi - p.lo for p in params]) for s in cut]
+        to_server = partition_slices(layout.servers_per_group, flat)
+        to_group = partition_slices(layout.server_groups, flat)
+        bounds = np.concatenate([[0], np.cumsum(flat, dtype=np.int64)]).astype(int)
+        servers = []
+        for s in range(layout.servers_per_group):
+            mine = [i for i, t in enumerate(to_server) if t == s]
+            servers.append((int(bounds[mine[0]]), int(bounds[mine[-1] + 1])) if mine else
+                           (int(bounds[sum(1 for t in to_server if t < s)]),) * 2)
+        masters = []
+        for i, grp in enumerate(to_group):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            if masters and masters[-1][2] == grp and masters[-1][1] == lo:
+                masters[-1] = (masters[-1][0], hi, grp)
+            else:
+                masters.append((lo, hi, grp))
+        return cls(tuple(params), offset, tuple(servers), tuple(masters))
+
+    def overlapping(self, lo: int, hi: int):
+        """(param, part lo, part hi) for every param overlapping [lo, hi), flat offsets."""
+        for p in self.params:
+            a, b = max(lo, p.lo), min(hi, p.hi)
+            if a < b:
+                yield p, a, b

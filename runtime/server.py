@@ -1,0 +1,204 @@
+"""A parameter server rank (SINGA's Server, server.cc): holds one contiguous range of the flat
+params for its server group and applies the updater to it.
+
+- UPDATE from a worker of group g: summed with the other copies of group g's step (workers
+  pre-weight their gradient by rows/batch, so the sum is the gradient of the group's batch
+  mean — SINGA's sum-then-scale-by-1/num_total with unequal rows allowed); when all
+  ``workers_per_group`` copies are in, update, bump the version and reply R_UPDATE with the
+  new values to every worker of the group.  Groups are never waited for by each other
+  (Downpour: each group's update is applied as it arrives).
+- Distributed Hogwild: after every ``sync_every`` local updates, for each run of the range
+  mastered by another server group, send Δ = values − last-synced to the master server; the
+  master adds it and replies with its values; on the reply,
+  values += master − values-at-request and last-synced = master (no local update is lost).
+- CKPT_REQUEST: reply with the range's values and updater state.
+- STOP: a worker (or a syncing server) is done; the rank exits when all it serves are.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .cluster import Layout, ParamLayout, Role
+from .messages import Frame, FrameError, Kind
+from .schedules import learning_rate
+from .updaters import UpdaterSpec
+
+
+class ParamServer:
+    def __init__(self, plan, layout: Layout, params: ParamLayout, role: Role, transport,
+                 values: np.ndarray, state: dict[str, np.ndarray]):
+        self.plan, self.layout, self.params, self.role = plan, layout, params, role
+        self.transport = transport
+        self.lo, self.hi = params.servers[role.index]
+        self.values = values                    # float32 [hi - lo]
+        self.state = state                      # updater state name → float32 [hi - lo]
+        self.spec = UpdaterSpec.from_json(plan.updater)
+        self.defn = self.spec.definition
+        self.args = self.spec.bound_args()
+        self.version = 0
+        self.updates = 0                        # local updates since start (Hogwild sync)
+        self._pending: dict[int, tuple[int, np.ndarray, list[int]]] = {}  # group → (step, Σ, srcs)
+        # Hogwild: the runs of my range another server group masters, and what I last knew
+        self.runs = [(i, max(lo, self.lo), min(hi, self.hi)) for i, (lo, hi, grp)
+                     in enumerate(params.masters) if grp != role.group and
+                     max(lo, self.lo) < min(hi, self.hi)] if layout.server_groups > 1 else []
+        self._synced = {i: values[a - self.lo:b - self.lo].copy() for i, a, b in self.runs}
+        self._asked: dict[int, np.ndarray] = {}  # run → values when the request went out
+        self.serves = {layout.worker_rank(g, j) for g in layout.worker_groups_of(role.group)
+                       for j in range(layout.workers_per_group)}
+        self.stopped: set[int] = set()
+
+    # ---- who syncs with me --------------------------------------------------------------
+    def syncing_servers(self) -> set[int]:
+        """Servers of other groups that send me (a master) their Δ for some run."""
+        if self.layout.server_groups == 1:
+            return set()
+        mine = {i for i, (lo, hi, grp) in enumerate(self.params.masters)
+                if grp == self.role.group and max(lo, self.lo) < min(hi, self.hi)}
+        if not mine:
+            return set()
+        return {self.layout.server_rank(g, self.role.index)
+                for g in range(self.layout.server_groups) if g != self.role.group}
+
+    # ---- the loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        expected = self.serves | self.syncing_servers()
+        workers_done = False
+        while self.stopped != expected:
+            frame = self.transport.wait()
+            self.handle(frame)
+            if not workers_done and self.serves <= self.stopped:
+                workers_done = True
+                self._finish_syncs()
+        self.transport.flush()
+
+    def _finish_syncs(self) -> None:
+        """My workers are done: one last sync of what they changed, then tell the masters."""
+        if not self.runs:
+            return
+        self._sync(force=True)
+        while self._asked:
+            self.handle(self.transport.wait())
+        for rank in {self.layout.server_rank(self.params.masters[i][2], self.role.index)
+                     for i, _, _ in self.runs}:
+            self.transport.send(rank, Frame(Kind.STOP, self.role.rank))
+
+    def handle(self, f: Frame) -> None:
+        if f.kind is Kind.UPDATE:
+            self._update(f)
+        elif f.kind is Kind.GET:
+            self.transport.send(f.src, Frame(Kind.R_GET, self.role.rank, self.role.index,
+                                             self.version, 0.0, self.values))
+        elif f.kind is Kind.SYNC_REQUEST:
+            a, b = self._run_bounds(f.target)
+            delta = f.floats()
+            if len(delta) != b - a:
+                raise FrameError(f"a sync of {len(delta)} values for a run of {b - a}")
+            self.values[a - self.lo:b - self.lo] += delta
+            self.transport.send(f.src, Frame(Kind.SYNC_RESPONSE, self.role.rank, f.target,
+                                             self.version, 0.0,
+                                             self.values[a - self.lo:b - self.lo]))
+        elif f.kind is Kind.SYNC_RESPONSE:
+            self._synced_reply(f)
+        elif f.kind is Kind.CKPT_REQUEST:
+            blob = np.concatenate([self.values] + [self.state[n] for n in sorted(self.state)])
+            self.transport.send(f.src, Frame(Kind.CKPT_DATA, self.role.rank, self.role.index,
+                                             self.version, 0.0, blob))
+        elif f.kind is Kind.STOP:
+            self.stopped.add(f.src)
+        else:
+            raise FrameError(f"server {self.role.describe()} got an unexpected "
+                             f"{f.kind.name} frame from rank {f.src}")
+
+    def _run_bounds(self, run: int) -> tuple[int, int]:
+        if not 0 <= run < len(self.params.masters):
+            raise FrameError(f"a sync frame names run {run}, not one of "
+                             f"{len(self.params.masters)}")
+        lo, hi, _ = self.params.masters[run]
+        return max(lo, self.lo), min(hi, self.hi)
+
+    # ---- updates ------------------------------------------------------------------------
+    def _update(self, f: Frame) -> None:
+        grad = f.floats()
+        if len(grad) != self.hi - self.lo:
+            raise FrameError(f"an update of {len(grad)} values from rank {f.src}, but "
+                             f"{self.role.describe()} holds {self.hi - self.lo}")
+        group = self.layout.role(f.src).group
+        step, total, srcs = self._pending.get(group, (f.step, None, []))
+        if step != f.step:
+            raise FrameError(f"rank {f.src} sent step {f.step} while its group is at {step}")
+        total = grad if total is None else total + grad
+        srcs.append(f.src)
+        if len(srcs) < self.layout.workers_per_group:
+            self._pending[group] = (step, total, srcs)
+            return
+        self._pending.pop(group, None)
+        self.apply(total, step)
+        for rank in srcs:
+            self.transport.send(rank, Frame(Kind.R_UPDATE, self.role.rank, self.role.index,
+                                            self.version, 0.0, self.values))
+        if self.runs and self.updates % self.layout.sync_every == 0:
+            self._sync()
+
+    def apply(self, grad: np.ndarray, step: int) -> None:
+        base = learning_rate(self.spec.lr, step)
+        wd = float(self.args["weight_decay"])
+        for p, a, b in self.params.overlapping(self.lo, self.hi):
+            if not p.updated:
+                continue
+            part = slice(a - self.lo, b - self.lo)
+            state = {n: s[part] for n, s in self.state.items()}
+            # overflow to inf is reported by the workers, at the loss, naming the step
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.defn.reference(self.values[part], grad[part], state, base * p.lr_scale,
+                                    wd * p.wd_scale, 1.0, self.args, dtype=np.float32)
+        self.version += 1
+        self.updates += 1
+
+    # ---- Hogwild sync -------------------------------------------------------------------
+    def _sync(self, force: bool = False) -> None:
+        for i, a, b in self.runs:
+            if i in self._asked:
+                continue                       # one request per run in flight
+            cur = self.values[a - self.lo:b - self.lo]
+            master = self.layout.server_rank(self.params.masters[i][2], self.role.index)
+            self._asked[i] = cur.copy()
+            self.transport.send(master, Frame(Kind.SYNC_REQUEST, self.role.rank, i,
+                                              self.version, 0.0, cur - self._synced[i]))
+
+    def _synced_reply(self, f: Frame) -> None:
+        if f.target not in self._asked:
+            raise FrameError(f"a sync reply from rank {f.src} for run {f.target}, "
+                             "which was not asked")
+        a, b = self._run_bounds(f.target)
+        master = f.floats()
+        if len(master) != b - a:
+            raise FrameError(f"a sync reply of {len(master)} values for a run of {b - a}")
+        at_request = self._asked.pop(f.target)
+        self.values[a - self.lo:b - self.lo] += master - at_request
+        self._synced[f.target] = master.copy()
+
+
+def initial_range(plan, params: ParamLayout, role: Role, loaded: dict, state_loaded: dict
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """This server's values and updater state: drawn as the one-process trainer draws them
+    (same seed, same order, so every cluster shape starts from the same params), or taken
+    from a checkpoint (``loaded``: store name → array; ``state_loaded``: 'name/state')."""
+    from .initializers import initial_values
+    lo, hi = params.servers[role.index]
+    values = np.zeros(hi - lo, np.float32)
+    spec = UpdaterSpec.from_json(plan.updater)
+    names = spec.definition.state_for(spec.args)
+    state = {n: np.zeros(hi - lo, np.float32) for n in names}
+    by_key = {p.key: p for p in params.params}
+    for entry, value in initial_values(plan.params, plan.job["seed"], loaded):
+        r = by_key[entry.key]
+        a, b = max(lo, r.lo), min(hi, r.hi)
+        if a >= b:
+            continue
+        values[a - lo:b - lo] = value.reshape(-1)[a - r.lo:b - r.lo]
+        for n in names:
+            saved = state_loaded.get(f"{entry.store_name}/{n}")
+            if saved is not None:
+                state[n][a - lo:b - lo] = saved.reshape(-1)[a - r.lo:b - r.lo]
+    return values, state

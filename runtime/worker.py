@@ -1,0 +1,290 @@
+"""A worker rank (SINGA's Worker): the job loop of ``Trainer`` with the updates done by the
+parameter servers.
+
+Per step: upload this worker's rows of the global batch, run forward and backward, read the
+param gradients (the step's one synchronisation), weight them by rows/batch, send each server
+its range (UPDATE), then wait for the updated values (R_UPDATE) and write them back.  Workers
+of a group all read the same stream of global batches (the group's shard of the data) and
+each takes its rows, so a group computes exactly the batch one worker would.
+
+Worker 0 of group 0 is the driver: it tests, validates, writes metrics.jsonl (adding the
+records the other groups' leaders send it, with their group id) and writes checkpoints from
+the servers' ranges, as logical params by name — loadable by any cluster shape.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import checkpoint
+from .cluster import Layout, ParamLayout, Role
+from .data import SOURCES
+from .messages import Frame, FrameError, Kind
+from .progress import Progress
+from .trainer import NumericalError, Trainer
+
+
+class RowSlice:
+    """A reader of global batches that hands out rows [lo, hi) of each one."""
+
+    def __init__(self, reader, lo: int, hi: int):
+        self._reader, self.lo, self.hi = reader, lo, hi
+        self.records = reader.records
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        return {k: v[self.lo:self.hi] for k, v in self._reader.next_batch().items()}
+
+    def state(self) -> dict:
+        return self._reader.state()
+
+    def restore(self, state: dict) -> None:
+        self._reader.restore(state)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class _GroupProgress:
+    """What a worker other than the driver shows: nothing; a group leader forwards its
+    display records to the driver, which writes them with the group id."""
+
+    def __init__(self, worker: "DistributedWorker"):
+        self.worker = worker
+        self.records: list[dict] = []
+        self.metrics_path = None
+
+    def elapsed(self) -> float:
+        import time
+        return time.monotonic()
+
+    def record(self, record: dict) -> None:
+        w = self.worker
+        record = {**record, "group": w.role.group}
+        self.records.append(record)
+        if w.role.index == 0:
+            w.transport.send(0, Frame(Kind.METRIC, w.role.rank, w.role.group, w.step, 0.0,
+                                      record))
+
+    def advance(self, step: int) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class DistributedWorker(Trainer):
+    def __init__(self, plan, layout: Layout, role: Role, params: ParamLayout, transport,
+                 global_batch: int, **kwargs):
+        self.layout, self.role, self.params_layout = layout, role, params
+        self.transport = transport
+        self.global_batch = global_batch
+        self.rows = layout.rows(role.index, global_batch)
+        self.weight = (self.rows[1] - self.rows[0]) / global_batch
+        self.is_driver = role.rank == 0
+        self.is_leader = role.index == 0
+        sg = layout.server_group_of(role.group)
+        self.servers = [layout.server_rank(sg, s) for s in range(layout.servers_per_group)]
+        self._inbox: list[Frame] = []
+        self._flat = np.zeros(params.total, np.float32)
+        self._flat_grad = np.zeros(params.total, np.float32)
+        self._progress = None
+        super().__init__(plan, **kwargs)
+
+    # ---- data: the group's shard, this worker's rows --------------------------------------
+    def _open_reader(self, phase):
+        if phase.name != "train":
+            return super()._open_reader(phase)
+        d = self.plan.data[phase.data_block][phase.name]
+        args = {**d["args"], "batch": self.global_batch}
+        import pathlib
+        reader = SOURCES[d["kind"]].open(args, pathlib.Path(d["base_dir"]),
+                                         seed=self.job["seed"], shard=self.role.group,
+                                         num_shards=self.layout.worker_groups, prefetch=True)
+        return RowSlice(reader, *self.rows)
+
+    # ---- frames ---------------------------------------------------------------------------
+    def _next(self, want) -> Frame:
+        """The first frame for which ``want(frame)`` holds; records from other groups are
+        written as they come, anything else waits in the inbox."""
+        for i, f in enumerate(self._inbox):
+            if want(f):
+                return self._inbox.pop(i)
+        while True:
+            f = self.transport.wait()
+            if want(f):
+                return f
+            if self.is_driver and f.kind is Kind.METRIC and isinstance(f.data, dict):
+                self._write_group_record(f)
+            else:
+                self._inbox.append(f)
+
+    def _write_group_record(self, f: Frame) -> None:
+        if self._progress is not None:
+            record = f.record()
+            record["group"] = self.layout.role(f.src).group
+            self._progress.record(record)
+
+    def _collect(self, kind: Kind, srcs, step: int | None = None) -> dict[int, Frame]:
+        out = {}
+        srcs = set(srcs)
+        while srcs - set(out):
+            f = self._next(lambda f: f.kind is kind and f.src in srcs and f.src not in out
+                           and (step is None or f.step == step))
+            out[f.src] = f
+        return out
+
+    # ---- params from the servers ------------------------------------------------------------
+    def _pull(self, kind: Kind, step: int | None = None) -> None:
+        for s, f in self._collect(kind, self.servers, step).items():
+            lo, hi = self.params_layout.servers[self.servers.index(s)]
+            values = f.floats()
+            if len(values) != hi - lo:
+                raise FrameError(f"{self.layout.role(s).describe()} sent {len(values)} values "
+                                 f"for a range of {hi - lo}")
+            self._flat[lo:hi] = values
+        for p, r in zip(self.plan.params, self.params_layout.params):
+            self.executor.write(p.buffer, self._flat[r.lo:r.hi])
+
+    def init_params(self):
+        for s in self.servers:
+            self.transport.send(s, Frame(Kind.GET, self.role.rank))
+        self._pull(Kind.R_GET)
+        for p in self.plan.params:
+            self.executor.write(p.grad, np.zeros(p.shape, np.float32))
+
+    def restore_checkpoint(self, folder=None) -> bool:
+        """The servers loaded the params and updater state; the worker takes the data
+        position and the step from the checkpoint's meta."""
+        folder = folder or checkpoint.latest(self.workspace, warn=self._warn)
+        if folder is None:
+            return False
+        _, _, meta = checkpoint.load(folder)
+        self.init_params()
+        self.run_init()
+        state = meta.get("readers", {}).get("train")
+        if state is not None:
+            reader = self.readers["train"]
+            if self.role.group:        # another shard: same epoch, the position kept in range
+                mine = reader.state()
+                state = {**mine, "epoch": state["epoch"],
+                         "position": state["position"] % max(1, mine["records"])}
+            reader.restore(state)
+        for name, st in meta.get("readers", {}).items():
+            if name != "train" and name in self.readers:
+                self.readers[name].restore(st)
+        self._display_acc.update(meta.get("display", {}))
+        self.step = int(meta["step"])
+        return True
+
+    # ---- one step -------------------------------------------------------------------------
+    def train_step(self, step: int):
+        train = self.plan.phase("train")
+        self._feed(train)
+        if "rng:step" in self.executor.buffer_names:
+            self.executor.write("rng:step", np.array([step], np.int32))
+        self.executor.run("train")
+        for p, r in zip(self.plan.params, self.params_layout.params):
+            self._flat_grad[r.lo:r.hi] = self.executor.read(p.grad).reshape(-1)[:r.hi - r.lo]
+        self._flat_grad *= np.float32(self.weight)
+        for i, s in enumerate(self.servers):
+            lo, hi = self.params_layout.servers[i]
+            self.transport.send(s, Frame(Kind.UPDATE, self.role.rank, i, step, self.weight,
+                                         self._flat_grad[lo:hi]))
+        loss, acc = self._read_losses(train)
+        loss, acc = self._group_metric(step, loss, acc)
+        self._pull(Kind.R_UPDATE)
+        if not math.isfinite(loss):
+            raise NumericalError(f"the training loss became {loss} at step {step}",
+                                 hint="lower the learning rate, or add clip: to the updater")
+        return loss, acc
+
+    def _group_metric(self, step: int, loss: float, acc: float | None):
+        """The group's loss: each worker's batch mean weighted by its share of the rows."""
+        if self.layout.workers_per_group == 1:
+            return loss, acc
+        mine = np.array([loss * self.weight, (acc or 0.0) * self.weight], np.float32)
+        if not self.is_leader:
+            self.transport.send(self.layout.worker_rank(self.role.group, 0),
+                                Frame(Kind.METRIC, self.role.rank, self.role.group, step, 0.0,
+                                      mine))
+            return loss, acc
+        others = [r for r in self.layout.group_ranks(self.role.group) if r != self.role.rank]
+        total = mine.astype(np.float64)
+        for f in self._collect(Kind.METRIC, others, step).values():
+            total += f.floats()
+        return float(total[0]), (None if acc is None else float(total[1]))
+
+    # ---- what only the driver does ---------------------------------------------------------
+    def _open_progress(self, steps: int, resumed: bool):
+        if self.is_driver:
+            self._progress = _DriverProgress(self, self.job["name"], steps, self.step,
+                                             self.workspace, self.quiet, resume=resumed)
+        else:
+            self._progress = _GroupProgress(self)
+        return self._progress
+
+    def _evaluations(self, step, progress, final=False):
+        if self.is_driver:
+            super()._evaluations(step, progress, final)
+
+    def save_checkpoint(self, step: int):
+        if not self.is_driver:
+            return
+        for s in self.servers:
+            self.transport.send(s, Frame(Kind.CKPT_REQUEST, self.role.rank, 0, step))
+        names = sorted(self.updater.definition.state_for(self.updater.args))
+        flat = {"": np.zeros(self.params_layout.total, np.float32)}
+        flat.update({n: np.zeros(self.params_layout.total, np.float32) for n in names})
+        for s, f in self._collect(Kind.CKPT_DATA, self.servers).items():
+            lo, hi = self.params_layout.servers[self.servers.index(s)]
+            blob = f.floats()
+            if len(blob) != (hi - lo) * (1 + len(names)):
+                raise FrameError(f"{self.layout.role(s).describe()} sent a checkpoint of "
+                                 f"{len(blob)} values for a range of {hi - lo}")
+            for k, key in enumerate([""] + names):
+                flat[key][lo:hi] = blob[k * (hi - lo):(k + 1) * (hi - lo)]
+        params, state = {}, {}
+        for p, r in zip(self.plan.params, self.params_layout.params):
+            params[p.store_name] = flat[""][r.lo:r.hi].reshape(p.shape)
+            for n in names:
+                state[f"{p.store_name}/{n}"] = flat[n][r.lo:r.hi].reshape(p.shape)
+        meta = {"readers": {n: r.state() for n, r in self.readers.items()},
+                "display": {k: v for k, v in self._display_acc.items() if k != "t0"},
+                "job": self.job["name"], "cluster": self.plan.cluster}
+        checkpoint.save(self.workspace, step, params, state, meta)
+
+    # ---- the end ---------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        records = super().run()
+        for s in self.servers:
+            self.transport.send(s, Frame(Kind.STOP, self.role.rank))
+        if self.is_leader and not self.is_driver:
+            self.transport.send(0, Frame(Kind.DONE, self.role.rank, self.role.group))
+        self.transport.flush()
+        return records
+
+
+class _DriverProgress(Progress):
+    """The driver's display and metrics.jsonl: its own train records carry group 0, and it
+    stays open until every other group's leader has sent its last record."""
+
+    def __init__(self, worker: DistributedWorker, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.worker = worker
+
+    def record(self, record: dict):
+        if record.get("phase") == "train" and "group" not in record:
+            record = {**record, "group": self.worker.role.group}
+        super().record(record)
+
+    def close(self):
+        import sys
+        w = self.worker
+        leaders = [w.layout.worker_rank(g, 0) for g in range(1, w.layout.worker_groups)]
+        if leaders and sys.exc_info()[0] is None:      # not while an error unwinds
+            w._collect(Kind.DONE, leaders)
+        super().close()
