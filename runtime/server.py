@@ -47,6 +47,8 @@ class ParamServer:
         self.serves = {layout.worker_rank(g, j) for g in layout.worker_groups_of(role.group)
                        for j in range(layout.workers_per_group)}
         self.stopped: set[int] = set()
+        self._recv: dict[int, np.ndarray] = {}   # worker rank → its gradient's buffer
+        self._sums: dict[int, np.ndarray] = {}   # worker group → the sum of its copies
 
     # ---- who syncs with me --------------------------------------------------------------
     def syncing_servers(self) -> set[int]:
@@ -65,7 +67,7 @@ class ParamServer:
         expected = self.serves | self.syncing_servers()
         workers_done = False
         while self.stopped != expected:
-            frame = self.transport.wait()
+            frame = self.transport.wait(self._sink)
             self.handle(frame)
             if not workers_done and self.serves <= self.stopped:
                 workers_done = True
@@ -78,10 +80,20 @@ class ParamServer:
             return
         self._sync(force=True)
         while self._asked:
-            self.handle(self.transport.wait())
+            self.handle(self.transport.wait(self._sink))
         for rank in {self.layout.server_rank(self.params.masters[i][2], self.role.index)
                      for i, _, _ in self.runs}:
             self.transport.send(rank, Frame(Kind.STOP, self.role.rank))
+
+    def _sink(self, header):
+        """A worker's gradient is received straight into its own buffer (kept per worker:
+        the frames of one group's step arrive in any order)."""
+        if header.kind is Kind.UPDATE and header.nbytes == 4 * (self.hi - self.lo):
+            buf = self._recv.get(header.src)
+            if buf is None:
+                buf = self._recv[header.src] = np.empty(self.hi - self.lo, np.float32)
+            return buf
+        return None
 
     def handle(self, f: Frame) -> None:
         if f.kind is Kind.UPDATE:
@@ -127,7 +139,13 @@ class ParamServer:
         step, total, srcs = self._pending.get(group, (f.step, None, []))
         if step != f.step:
             raise FrameError(f"rank {f.src} sent step {f.step} while its group is at {step}")
-        total = grad if total is None else total + grad
+        if total is None:
+            total = self._sums.get(group)
+            if total is None:
+                total = self._sums[group] = np.empty(self.hi - self.lo, np.float32)
+            np.copyto(total, grad)
+        else:
+            np.add(total, grad, out=total)
         srcs.append(f.src)
         if len(srcs) < self.layout.workers_per_group:
             self._pending[group] = (step, total, srcs)
@@ -141,6 +159,9 @@ class ParamServer:
             self._sync()
 
     def apply(self, grad: np.ndarray, step: int) -> None:
+        # replies are sent from self.values without a copy: none may be in flight while
+        # the values change
+        self.transport.flush()
         base = learning_rate(self.spec.lr, step)
         wd = float(self.args["weight_decay"])
         for p, a, b in self.params.overlapping(self.lo, self.hi):

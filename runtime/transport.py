@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 
-from .messages import Frame, FrameError, check_size, decode, encode
+import numpy as np
 
-TAG = 17
+from .messages import Frame, FrameError, check_size, decode, decode_header, encode_parts
+
+TAG = 17             # headers (with any inline record)
+TAG_VALUES = 18      # raw float32 values, right after their header from the same rank
 _MIN_SLEEP, _MAX_SLEEP = 50e-6, 2e-3
 
 
@@ -27,17 +30,24 @@ class Transport:
         self._status = MPI.Status()
 
     def send(self, dst: int, frame: Frame) -> None:
-        buf = encode(frame)
-        req = self.comm.Isend([buf, self._mpi.BYTE], dest=dst, tag=TAG)
-        self._pending.append((req, buf))
+        """Queue a frame; its values are sent from the caller's array without a copy, so the
+        caller must not change them until ``flush()`` (or the reply that proves receipt)."""
+        head, raw = encode_parts(frame)
+        req = self.comm.Isend([head, self._mpi.BYTE], dest=dst, tag=TAG)
+        self._pending.append((req, head))
+        if raw is not None:
+            req = self.comm.Isend([raw, self._mpi.BYTE], dest=dst, tag=TAG_VALUES)
+            self._pending.append((req, raw))
         self._reap()
 
     def _reap(self) -> None:
         if self._pending:
             self._pending = [(r, b) for r, b in self._pending if not r.Test()]
 
-    def poll(self) -> Frame | None:
-        """One frame if one has arrived, else None; never blocks."""
+    def poll(self, sink=None) -> Frame | None:
+        """One frame if one has arrived, else None; never blocks.  ``sink(header)`` may
+        return the float32 array a frame's values are to be received into (else one is
+        allocated)."""
         self._reap()
         if not self.comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG, status=self._status):
             return None
@@ -45,27 +55,42 @@ class Transport:
         try:
             check_size(nbytes)
         except FrameError:
-            # Take the oversized message off the queue a byte at a time is impossible with
-            # MPI; receive it into a 1-byte buffer, which MPI truncates with an error.
-            try:
-                self.comm.Recv([bytearray(1), self._mpi.BYTE], source=src, tag=TAG)
-            except self._mpi.Exception:
-                pass
+            self._discard(src, TAG)
             raise
         buf = bytearray(nbytes)
         self.comm.Recv([buf, self._mpi.BYTE], source=src, tag=TAG)
-        frame = decode(buf)
-        if frame.src != src:
+        header, _ = decode_header(buf)
+        if header.src != src:
             raise FrameError(f"bad frame: rank {src} sent a frame claiming to be from "
-                             f"rank {frame.src}")
-        return frame
+                             f"rank {header.src}")
+        values = None
+        if header.values_follow:
+            self.comm.Probe(source=src, tag=TAG_VALUES, status=self._status)
+            got = self._status.Get_count(self._mpi.BYTE)
+            if got != header.nbytes:
+                self._discard(src, TAG_VALUES)
+                raise FrameError(f"bad frame from rank {src}: header says {header.nbytes} "
+                                 f"value bytes, {got} arrived")
+            values = sink(header) if sink is not None else None
+            if values is None or values.dtype != np.float32 or values.nbytes != got \
+                    or not values.flags.c_contiguous:
+                values = np.empty(got // 4, np.float32)
+            self.comm.Recv([values, self._mpi.BYTE], source=src, tag=TAG_VALUES)
+        return decode(buf, values)
 
-    def wait(self, idle=None) -> Frame:
+    def _discard(self, src: int, tag: int) -> None:
+        """Take a message that is not ours off the queue without allocating its size."""
+        try:
+            self.comm.Recv([bytearray(1), self._mpi.BYTE], source=src, tag=tag)
+        except self._mpi.Exception:
+            pass       # MPI reports the truncation; the message is gone, which is the point
+
+    def wait(self, sink=None, idle=None) -> Frame:
         """The next frame; sleeps between polls.  ``idle()``, if given, is called on each
         empty poll (a rank's chance to notice a stop or a timeout)."""
         sleep = _MIN_SLEEP
         while True:
-            frame = self.poll()
+            frame = self.poll(sink)
             if frame is not None:
                 return frame
             if idle is not None:

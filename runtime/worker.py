@@ -14,6 +14,8 @@ the servers' ranges, as logical params by name — loadable by any cluster shape
 from __future__ import annotations
 
 import math
+import sys
+import time
 
 import numpy as np
 
@@ -92,6 +94,9 @@ class DistributedWorker(Trainer):
         self._flat = np.zeros(params.total, np.float32)
         self._flat_grad = np.zeros(params.total, np.float32)
         self._progress = None
+        # where a step's time goes: forward+backward+reading the gradients, sending them,
+        # waiting for the servers' values (their update, the group's slowest worker, MPI)
+        self.timing = {"compute": 0.0, "push": 0.0, "wait": 0.0, "steps": 0}
         super().__init__(plan, **kwargs)
 
     # ---- data: the group's shard, this worker's rows --------------------------------------
@@ -114,13 +119,20 @@ class DistributedWorker(Trainer):
             if want(f):
                 return self._inbox.pop(i)
         while True:
-            f = self.transport.wait()
+            f = self.transport.wait(self._sink)
             if want(f):
                 return f
             if self.is_driver and f.kind is Kind.METRIC and isinstance(f.data, dict):
                 self._write_group_record(f)
             else:
                 self._inbox.append(f)
+
+    def _sink(self, header):
+        """Param values from my servers are received straight into their place."""
+        if header.kind in (Kind.R_UPDATE, Kind.R_GET) and header.src in self.servers:
+            lo, hi = self.params_layout.servers[self.servers.index(header.src)]
+            return self._flat[lo:hi]
+        return None
 
     def _write_group_record(self, f: Frame) -> None:
         if self._progress is not None:
@@ -145,7 +157,8 @@ class DistributedWorker(Trainer):
             if len(values) != hi - lo:
                 raise FrameError(f"{self.layout.role(s).describe()} sent {len(values)} values "
                                  f"for a range of {hi - lo}")
-            self._flat[lo:hi] = values
+            if not np.shares_memory(values, self._flat):     # (it was received elsewhere)
+                self._flat[lo:hi] = values
         for p, r in zip(self.plan.params, self.params_layout.params):
             self.executor.write(p.buffer, self._flat[r.lo:r.hi])
 
@@ -186,17 +199,26 @@ class DistributedWorker(Trainer):
         self._feed(train)
         if "rng:step" in self.executor.buffer_names:
             self.executor.write("rng:step", np.array([step], np.int32))
+        t0 = time.perf_counter()
         self.executor.run("train")
+        self.transport.flush()           # last step's gradients are out of _flat_grad
         for p, r in zip(self.plan.params, self.params_layout.params):
-            self._flat_grad[r.lo:r.hi] = self.executor.read(p.grad).reshape(-1)[:r.hi - r.lo]
-        self._flat_grad *= np.float32(self.weight)
+            self.device.download(self.executor.buffer(p.grad), self._flat_grad[r.lo:r.hi])
+        if self.weight != 1.0:
+            self._flat_grad *= np.float32(self.weight)
+        t1 = time.perf_counter()
         for i, s in enumerate(self.servers):
             lo, hi = self.params_layout.servers[i]
             self.transport.send(s, Frame(Kind.UPDATE, self.role.rank, i, step, self.weight,
                                          self._flat_grad[lo:hi]))
         loss, acc = self._read_losses(train)
+        t2 = time.perf_counter()
         loss, acc = self._group_metric(step, loss, acc)
         self._pull(Kind.R_UPDATE)
+        t3 = time.perf_counter()
+        for key, dt in (("compute", t1 - t0), ("push", t2 - t1), ("wait", t3 - t2)):
+            self.timing[key] += dt
+        self.timing["steps"] += 1
         if not math.isfinite(loss):
             raise NumericalError(f"the training loss became {loss} at step {step}",
                                  hint="lower the learning rate, or add clip: to the updater")
@@ -260,6 +282,11 @@ class DistributedWorker(Trainer):
     # ---- the end ---------------------------------------------------------------------------
     def run(self) -> list[dict]:
         records = super().run()
+        if self.is_driver and not self.quiet and self.timing["steps"]:
+            n = self.timing["steps"]
+            print("step time on " + self.role.describe() + ": " + ", ".join(
+                f"{k} {self.timing[k] / n * 1e3:.1f} ms" for k in ("compute", "push", "wait")),
+                file=sys.stderr, flush=True)
         for s in self.servers:
             self.transport.send(s, Frame(Kind.STOP, self.role.rank))
         if self.is_leader and not self.is_driver:
