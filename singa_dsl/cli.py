@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
                    "checkpoint, up to N times (0)")
     c.add_argument("--threads", type=int, metavar="N",
                    help="OpenCL threads per worker rank (default: the cores shared out)")
+    c.add_argument("--simulate", action="store_true",
+                   help="train one worker group's partitioned net with every worker "
+                   "simulated in this process on one OpenCL device")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="with --simulate: workers per group (default: the cluster block's)")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     c.add_argument("--profile", action="store_true",
                    help="print the time spent per layer and per kernel (OpenCL events)")
@@ -205,7 +210,7 @@ def _fmt(args) -> int:
         p = pathlib.Path(f)
         text = _read(p)
         try:
-            formatted = format_program(parse_program(text, f))
+            formatted = format_program(parse_program(text, f), text)
         except SingaError as e:
             raise e.with_source(text)
         if formatted != text:
@@ -234,6 +239,18 @@ def _run(args) -> int:
     for f in args.files:
         program = load(f)
         _print_warnings(program)
+        if args.simulate or args.workers is not None:
+            from .run import simulate_program
+            if not args.simulate:
+                from .errors import SingaConfigError
+                raise SingaConfigError("--workers needs --simulate")
+            simulate_program(program, workers=args.workers, steps=args.steps,
+                             device=args.device, workspace=args.workspace, resume=args.resume,
+                             quiet=args.quiet, profile=args.profile, on_nan=args.on_nan)
+            continue
+        if (program.cluster.worker_groups, program.cluster.workers_per_group) == (1, 1):
+            from .compiler.memory import check_device_fit
+            check_device_fit(program, args.device)     # located, before any allocation
         result = run_program(program, steps=args.steps, device=args.device,
                              workspace=args.workspace, resume=args.resume, quiet=args.quiet,
                              profile=args.profile, hosts=args.hosts,
@@ -256,13 +273,13 @@ job starter {{
 
 data digits {{
   train: digits(split: "train", batch: 64, shuffle: true, normalize: (mean: 8, std: 8))
-  test:  digits(split: "test", batch: 100, normalize: (mean: 8, std: 8))
+  test: digits(split: "test", batch: 100, normalize: (mean: 8, std: 8))
 }}
 
 net mlp {{
-  x    = input(digits.image)
-  h1   = relu(dense(x, 128))
-  fc2  = dense(h1, 10)
+  x = input(digits.image)
+  h1 = relu(dense(x, 128))
+  fc2 = dense(h1, 10)
   loss = softmax_loss(fc2, digits.label)
 }}
 

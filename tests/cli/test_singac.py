@@ -52,6 +52,7 @@ def test_fmt_check_and_graph_dot(tmp_path):
 def test_init_then_run_then_test(tmp_path):
     assert singac("init", "model.singa", cwd=tmp_path).returncode == 0
     assert singac("init", "model.singa", cwd=tmp_path).returncode == 64   # never overwrites
+    assert singac("fmt", "--check", "model.singa", cwd=tmp_path).returncode == 0  # canonical
     r = singac("run", "model.singa", "--steps", "60", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     records = [json.loads(l) for l in
