@@ -33,7 +33,7 @@ _EXIT = re.compile(r"(?:EXIT CODE|EXIT STRING): (.*)")
 
 class RankFailure(SingaError):
     """A rank died or failed; the job was stopped."""
-    exit_code = 8
+    exit_code = 5
 
 
 def in_mpi_job() -> bool:

@@ -30,8 +30,17 @@ EXAMPLES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line exits 64 (EX_USAGE), as the README promises, not
+    argparse's 2, which singac gives to a mistake in a program."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="singac", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check, compile and run SINGA training jobs written in the .singa language.",
         epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()) +

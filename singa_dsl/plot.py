@@ -26,7 +26,8 @@ def read_metrics(workspace: str | pathlib.Path) -> list[dict]:
     return records
 
 
-def plot(workspaces: list[str], output: str, fmt: str | None = None) -> None:
+def plot(workspaces: list[str], output: str, fmt: str | None = None) -> list[tuple[str, list]]:
+    """Draw the runs' curves into ``output``; returns (label, steps) of every curve drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -34,18 +35,28 @@ def plot(workspaces: list[str], output: str, fmt: str | None = None) -> None:
     has_acc = any("accuracy" in r for _, recs in runs for r in recs)
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4))
     axes = list(axes) if has_acc else [axes]
+    drawn: list[tuple[str, list]] = []
     for i, (name, records) in enumerate(runs):
         colour = f"C{i % 10}"
-        for phase, style in PHASE_STYLE.items():
-            rs = [r for r in records if r["phase"] == phase]
+        # a distributed job's train records come per worker group: one curve each
+        series = [(phase, group) for phase in PHASE_STYLE
+                  for group in sorted({r.get("group") for r in records
+                                       if r["phase"] == phase}, key=lambda g: (g is None, g))]
+        for phase, group in series:
+            style = PHASE_STYLE[phase]
+            rs = sorted((r for r in records if r["phase"] == phase and r.get("group") == group),
+                        key=lambda r: r["step"])
             if not rs:
                 continue
             steps = [r["step"] for r in rs]
-            label = f"{name} {phase}"
-            axes[0].plot(steps, [r["loss"] for r in rs], style, color=colour, label=label)
+            label = f"{name} {phase}" + ("" if group is None else f" group {group}")
+            drawn.append((label, steps))
+            alpha = 1.0 if not group else max(0.35, 1.0 - 0.25 * group)
+            axes[0].plot(steps, [r["loss"] for r in rs], style, color=colour, label=label,
+                         alpha=alpha)
             if has_acc and any("accuracy" in r for r in rs):
                 axes[1].plot(steps, [r.get("accuracy") for r in rs], style, color=colour,
-                             label=label)
+                             label=label, alpha=alpha)
     metric = next((r.get("metric") for _, recs in runs for r in recs if r.get("metric")), None)
     axes[0].set_ylabel(metric or "loss")
     if has_acc:
@@ -57,3 +68,4 @@ def plot(workspaces: list[str], output: str, fmt: str | None = None) -> None:
     fig.tight_layout()
     fig.savefig(output, format=fmt or pathlib.Path(output).suffix.lstrip(".") or "png")
     plt.close(fig)
+    return drawn

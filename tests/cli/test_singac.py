@@ -92,3 +92,17 @@ def test_plan_explain_and_picture(tmp_path):
     assert r.returncode == 0 and (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
     r = singac("plan", SAMPLES / "cifar_convnet.singa", "--workers", "4", "--explain")
     assert r.returncode == 2 and "not divisible by 4" in r.stderr   # ip1 @feature has 10 outputs
+
+
+def test_plot_draws_one_curve_per_worker_group(tmp_path):
+    from singa_dsl.plot import plot
+    ws = tmp_path / "dp"
+    ws.mkdir()
+    records = [{"phase": "train", "step": s, "loss": 1.0 / (s + 1), "group": g}
+               for s in (0, 10, 20) for g in (0, 1)]
+    records.append({"phase": "test", "step": 20, "loss": 0.3, "accuracy": 0.9})
+    (ws / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    drawn = dict(plot([str(ws)], str(tmp_path / "c.png")))
+    assert drawn == {"dp train group 0": [0, 10, 20], "dp train group 1": [0, 10, 20],
+                     "dp test": [20]}
+    assert (tmp_path / "c.png").stat().st_size > 1000
