@@ -253,3 +253,89 @@ def test_a_checkpoint_of_a_distributed_job_resumes_in_one_process(tmp_path):
     m = _metrics(tmp_path / "ws")
     assert max(m) == 29 and 20 in m
     assert m[29]["loss"] < m[0]["loss"]
+
+
+# ---- two hosts: network namespaces joined by a veth pair ----------------------------------------
+LAUNCHER = """#!/bin/sh
+# ssh stand-in for MPICH's launcher: "[-opts] HOST CMD..." runs CMD in HOST's network namespace
+# with a hostname of its own (a UTS namespace), as ssh would on another machine
+while [ "${{1#-}}" != "$1" ]; do shift; done
+host=$1; shift
+case $host in {a_ip}) ns={a};; {b_ip}) ns={b};; *) echo "unknown host $host" >&2; exit 255;; esac
+exec ip netns exec $ns unshare --uts sh -c "hostname $ns; $*"
+"""
+
+
+def _sh(*cmd):
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@pytest.fixture
+def two_hosts(tmp_path):
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
+        pytest.skip("two-host test needs root, iproute2's ip and unshare (network namespaces)")
+    tag = f"{os.getpid() % 10000}"
+    a, b = f"sgA{tag}", f"sgB{tag}"
+    octet = 10 + os.getpid() % 200
+    a_ip, b_ip = f"10.{octet}.7.1", f"10.{octet}.7.2"
+    steps = [("netns", "add", a), ("netns", "add", b),
+             ("link", "add", f"ve{a}", "type", "veth", "peer", "name", f"ve{b}"),
+             ("link", "set", f"ve{a}", "netns", a), ("link", "set", f"ve{b}", "netns", b),
+             ("-n", a, "addr", "add", f"{a_ip}/24", "dev", f"ve{a}"),
+             ("-n", b, "addr", "add", f"{b_ip}/24", "dev", f"ve{b}"),
+             ("-n", a, "link", "set", f"ve{a}", "up"), ("-n", b, "link", "set", f"ve{b}", "up"),
+             ("-n", a, "link", "set", "lo", "up"), ("-n", b, "link", "set", "lo", "up")]
+    try:
+        for s in steps:
+            r = _sh("ip", *s)
+            if r.returncode:
+                pytest.skip(f"cannot make network namespaces here: ip {' '.join(s)}: "
+                            f"{r.stderr.strip()}")
+        launcher = tmp_path / "netns-ssh"
+        launcher.write_text(LAUNCHER.format(a=a, b=b, a_ip=a_ip, b_ip=b_ip))
+        launcher.chmod(0o755)
+        hosts = tmp_path / "hosts"
+        hosts.write_text(f"{a_ip}:2\n{b_ip}:2\n")
+        yield {"a": a, "b": b, "launcher": launcher, "hosts": hosts}
+    finally:
+        _sh("ip", "netns", "del", a)
+        _sh("ip", "netns", "del", b)
+
+
+def _tx_bytes(ns, dev):
+    out = _sh("ip", "-n", ns, "-s", "link", "show", dev).stdout.splitlines()
+    i = next(k for k, line in enumerate(out) if line.strip().startswith("TX:"))
+    return int(out[i + 1].split()[0])
+
+
+@pytest.mark.slow
+def test_a_job_across_two_hosts_matches_the_one_host_run(tmp_path, two_hosts):
+    """Two workers on host A, two servers on host B (a hostfile of 2 slots each): every
+    gradient and every reply crosses the veth link over TCP, and the metrics equal those of
+    the same job on one host."""
+    cluster = "workers_per_group: 2  servers_per_group: 2"
+    one_host, _ = _train_losses(tmp_path, MLP, cluster, "onehost", steps=30)
+    folder = tmp_path / "twohosts"
+    folder.mkdir()
+    job = _write(folder, MLP.format(steps=30, ckpt=30, cluster=cluster))
+    a = two_hosts["a"]
+    before = _tx_bytes(a, f"ve{a}")
+    env = {**os.environ, "HYDRA_LAUNCHER": "ssh",
+           "HYDRA_LAUNCHER_EXEC": str(two_hosts["launcher"]),
+           "UCX_TLS": "tcp,self",            # UCX would otherwise spot the shared kernel
+           "POCL_MAX_PTHREAD_COUNT": "1"}
+    singac = " ".join(SINGAC + ["run", str(job), "--quiet", "--hosts", str(two_hosts["hosts"])])
+    r = subprocess.run(["ip", "netns", "exec", a, "unshare", "--uts", "sh", "-c",
+                        f"hostname {a}; cd {folder} && {singac}"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    moved = _tx_bytes(a, f"ve{a}") - before
+    m = _metrics(folder / "ws")
+    two = np.array([m[s]["loss"] for s in range(30)])
+    params = 64 * 48 + 48 + 48 * 10 + 10
+    print(f"two hosts: {moved / 1e6:.2f} MB sent from host A over the veth link "
+          f"(30 steps x 2 workers x {params} gradients = {30 * 2 * params * 4 / 1e6:.2f} MB); "
+          f"max |loss difference| to one host {np.abs(two - one_host).max():.2e}")
+    assert moved > 30 * 2 * params * 4          # the gradients went over the network
+    np.testing.assert_allclose(two, one_host, rtol=1e-5, atol=1e-6)
