@@ -1,8 +1,9 @@
 """Who is who in a distributed job: ranks, roles, rows and param ranges — plain data, no MPI.
 
 One MPI rank per worker and per server (SINGA runs them as threads of a process; Python's
-GIL makes ranks the better unit).  Ranks 0.. are workers in (group, index) order, then the
-servers in (server group, index) order; rank 0 — worker 0 of group 0 — is the driver: it
+GIL makes ranks the better unit).  Workers in (group, index) order, then servers in (server
+group, index) order, take MPI ranks as ``hosts_order`` says; rank 0 — worker 0 of group 0 —
+is the driver: it
 tests, validates, displays and writes checkpoints, as SINGA's group-0 worker does.
 ``separate_servers`` decides placement on hosts (``hosts_order``), not the number of ranks.
 
@@ -69,18 +70,36 @@ class Layout:
     def distributed(self) -> bool:
         return self.nworkers > 1 or self.nservers > 1
 
+    # Each worker and server has a logical id (workers first, then servers); MPI ranks take
+    # them in ``hosts_order``, because mpiexec fills each host's slots with consecutive ranks.
+    def _mpi_rank(self, logical: int) -> int:
+        return self._rank_of()[logical]
+
+    def _rank_of(self) -> tuple[int, ...]:
+        order = self.hosts_order()
+        out = [0] * len(order)
+        for rank, logical in enumerate(order):
+            out[logical] = rank
+        return tuple(out)
+
     def worker_rank(self, group: int, index: int) -> int:
-        return group * self.workers_per_group + index
+        return self._mpi_rank(group * self.workers_per_group + index)
 
     def server_rank(self, group: int, index: int) -> int:
-        return self.nworkers + group * self.servers_per_group + index
+        return self._mpi_rank(self.nworkers + group * self.servers_per_group + index)
+
+    @property
+    def driver(self) -> int:
+        """Worker 0 of group 0: tests, displays, writes metrics and checkpoints."""
+        return self.worker_rank(0, 0)
 
     def role(self, rank: int) -> Role:
         if not 0 <= rank < self.size:
             raise ValueError(f"rank {rank} is outside the job's {self.size} ranks")
-        if rank < self.nworkers:
-            return Role("worker", *divmod(rank, self.workers_per_group), rank)
-        return Role("server", *divmod(rank - self.nworkers, self.servers_per_group), rank)
+        logical = self.hosts_order()[rank]
+        if logical < self.nworkers:
+            return Role("worker", *divmod(logical, self.workers_per_group), rank)
+        return Role("server", *divmod(logical - self.nworkers, self.servers_per_group), rank)
 
     def server_group_of(self, worker_group: int) -> int:
         """SINGA: worker group g talks to server group g / (groups per server group)."""
@@ -103,11 +122,12 @@ class Layout:
         return cuts[index], cuts[index + 1]
 
     def hosts_order(self) -> list[int]:
-        """Ranks in the order to fill hosts: co-located (not separate) servers go beside
-        their worker, as SINGA's processes hold one worker and one server each."""
+        """Logical ids in MPI rank order.  Separate servers come after all the workers (their
+        own hosts, at the end of a hostfile); co-located ones (SINGA's default) each beside
+        a worker, so that a hostfile of 2 slots per host puts one worker and one server on
+        each machine, as SINGA's processes hold one of each."""
         workers = list(range(self.nworkers))
-        servers = [self.server_rank(g, s) for g in range(self.server_groups)
-                   for s in range(self.servers_per_group)]
+        servers = list(range(self.nworkers, self.size))
         if self.separate_servers:
             return workers + servers
         out = []

@@ -291,7 +291,8 @@ def _run_role(comm, layout, role, program, plan_for, *, steps, device, workspace
     plan = plan_for(hi - lo)
     worker = DistributedWorker(plan, layout, role, params, transport, global_batch,
                                device=device, workspace=str(ws), steps=steps,
-                               quiet=quiet or role.rank != 0, resume=resume, profile=profile)
+                               quiet=quiet or role.rank != layout.driver, resume=resume,
+                               profile=profile)
     worker.run()
 
 

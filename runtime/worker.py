@@ -65,8 +65,8 @@ class _GroupProgress:
         record = {**record, "group": w.role.group}
         self.records.append(record)
         if w.role.index == 0:
-            w.transport.send(0, Frame(Kind.METRIC, w.role.rank, w.role.group, w.step, 0.0,
-                                      record))
+            w.transport.send(w.layout.driver, Frame(Kind.METRIC, w.role.rank, w.role.group,
+                                                    w.step, 0.0, record))
 
     def advance(self, step: int) -> None:
         pass
@@ -86,7 +86,7 @@ class DistributedWorker(Trainer):
         self.global_batch = global_batch
         self.rows = layout.rows(role.index, global_batch)
         self.weight = (self.rows[1] - self.rows[0]) / global_batch
-        self.is_driver = role.rank == 0
+        self.is_driver = role.rank == layout.driver
         self.is_leader = role.index == 0
         sg = layout.server_group_of(role.group)
         self.servers = [layout.server_rank(sg, s) for s in range(layout.servers_per_group)]
@@ -290,7 +290,8 @@ class DistributedWorker(Trainer):
         for s in self.servers:
             self.transport.send(s, Frame(Kind.STOP, self.role.rank))
         if self.is_leader and not self.is_driver:
-            self.transport.send(0, Frame(Kind.DONE, self.role.rank, self.role.group))
+            self.transport.send(self.layout.driver, Frame(Kind.DONE, self.role.rank,
+                                                          self.role.group))
         self.transport.flush()
         return records
 

@@ -54,6 +54,14 @@ def test_roles_cover_every_rank_once(groups, per, sgroups, spg, separate):
         for j in range(per):
             assert lay.role(lay.worker_rank(g, j)) == roles[lay.worker_rank(g, j)]
     assert sorted(lay.hosts_order()) == list(range(lay.size))
+    driver = lay.role(lay.driver)
+    assert (driver.kind, driver.group, driver.index) == ("worker", 0, 0)
+    kinds = [r.kind for r in roles]
+    if separate:       # servers on hosts of their own: after every worker
+        assert kinds == ["worker"] * lay.nworkers + ["server"] * lay.nservers
+    else:              # SINGA's co-located processes: a worker and a server side by side
+        pairs = min(lay.nworkers, lay.nservers)
+        assert kinds[:2 * pairs] == ["worker", "server"] * pairs
 
 
 @given(per=st.integers(1, 7), batch=st.integers(1, 300))
@@ -154,9 +162,10 @@ def test_a_group_update_is_the_weighted_sum_then_the_updater():
     for step in range(3):
         grads = [rng.normal(size=pl.total).astype(np.float32) for _ in range(2)]
         for j, g in enumerate(grads):
+            rank = lay.worker_rank(0, j)
             for s, (lo, hi) in enumerate(pl.servers):
-                net.transport(j).send(lay.server_rank(0, s),
-                                      Frame(Kind.UPDATE, j, s, step, 0.5, g[lo:hi]))
+                net.transport(rank).send(lay.server_rank(0, s),
+                                         Frame(Kind.UPDATE, rank, s, step, 0.5, g[lo:hi]))
         net.deliver()
         # the reference: float64, by hand, with fc1's lr_scale 2
         total = grads[0].astype(np.float64) + grads[1]
@@ -165,7 +174,7 @@ def test_a_group_update_is_the_weighted_sum_then_the_updater():
         h = 0.9 * h - lr * gg
         w = w + h
         for j in range(2):
-            replies = net.take(j, Kind.R_UPDATE)
+            replies = net.take(lay.worker_rank(0, j), Kind.R_UPDATE)
             assert len(replies) == 2 and all(f.step == step + 1 for f in replies)
             got = np.concatenate([f.floats() for f in sorted(replies, key=lambda f: f.target)])
             np.testing.assert_allclose(got, w, rtol=2e-5, atol=2e-6)
@@ -177,10 +186,11 @@ def test_no_update_is_held_back_until_the_whole_group_sent():
     net = FakeNet()
     pl = _servers(plan, lay, net)
     for j in range(2):
-        net.transport(j).send(lay.server_rank(0, 0), Frame(
-            Kind.UPDATE, j, 0, 0, 1 / 3, np.ones(pl.total, np.float32)))
+        w = lay.worker_rank(0, j)
+        net.transport(w).send(lay.server_rank(0, 0), Frame(
+            Kind.UPDATE, w, 0, 0, 1 / 3, np.ones(pl.total, np.float32)))
     net.deliver()
-    assert not net.take(0, Kind.R_UPDATE) and net.servers[lay.server_rank(0, 0)].version == 0
+    assert not net.take(lay.worker_rank(0, 0), Kind.R_UPDATE) and net.servers[lay.server_rank(0, 0)].version == 0
 
 
 def test_hogwild_sync_loses_no_update():
@@ -199,7 +209,8 @@ def test_hogwild_sync_loses_no_update():
     for step in range(5):
         for g, server in ((0, s0), (1, s1)):
             grad = rng.normal(size=pl.total).astype(np.float32)
-            net.transport(g).send(server, Frame(Kind.UPDATE, g, 0, step, 1.0, grad))
+            w = lay.worker_rank(g, 0)
+            net.transport(w).send(server, Frame(Kind.UPDATE, w, 0, step, 1.0, grad))
             applied -= _lr(pl) * grad.astype(np.float64)
             net.deliver()
     for server in (s0, s1):

@@ -314,7 +314,7 @@ def test_a_job_across_two_hosts_matches_the_one_host_run(tmp_path, two_hosts):
     """Two workers on host A, two servers on host B (a hostfile of 2 slots each): every
     gradient and every reply crosses the veth link over TCP, and the metrics equal those of
     the same job on one host."""
-    cluster = "workers_per_group: 2  servers_per_group: 2"
+    cluster = "workers_per_group: 2  servers_per_group: 2  separate_servers: true"
     one_host, _ = _train_losses(tmp_path, MLP, cluster, "onehost", steps=30)
     folder = tmp_path / "twohosts"
     folder.mkdir()
