@@ -74,12 +74,34 @@ def check_job(block: ast.Block, scope: Scope, diag: Diagnostics) -> JobSpec | No
         diag.error(SingaConfigError, "init_from must be a list of workspace paths (strings)",
                    b.spans.get("init_from", block.span))
         init_from = ()
+    if isinstance(v["workspace"], str):
+        _check_workspace(v["workspace"], b.spans.get("workspace", block.span), diag)
     if v["steps"] is INVALID:
         return None
     return JobSpec(block.name, v["steps"], everies["test"], everies["validate"],
                    everies["display"], everies["checkpoint"],
                    v["workspace"] if isinstance(v["workspace"], str) else f"runs/{block.name}",
                    tuple(init_from), v["seed"] if v["seed"] is not INVALID else 0, block.span)
+
+
+def _check_workspace(path: str, span: Span, diag: Diagnostics) -> None:
+    """The job writes only inside its workspace; a program may name an absolute folder or one
+    under the current folder, never climb out of it with '..' (``--workspace`` on the command
+    line may name any folder: the user typed it).  Reads (data, init_from) are not confined."""
+    import posixpath
+    if not path.strip() or "\0" in path:
+        diag.error(SingaConfigError, f"workspace {path!r} is not a folder name", span,
+                   "write a folder such as \"runs/NAME\"")
+        return
+    if posixpath.isabs(path):
+        return
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../"):
+        diag.error(SingaConfigError, f"workspace \"{path}\" leaves the current folder "
+                   "(through '..'): a job writes its checkpoints and metrics only inside the "
+                   "folders it is given", span,
+                   "use a folder under the current one, such as \"runs/NAME\"; for one "
+                   "elsewhere give an absolute path, or --workspace on the command line")
 
 
 def check_schedule(value, span: Span, diag: Diagnostics):

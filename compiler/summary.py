@@ -38,11 +38,10 @@ def render_summary(program) -> str:
              + (f", unrolled {program.net.unroll} steps" if program.net.unroll > 1 else ""),
              fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
-    mem = program.memory_bytes()
+    from .memory import describe, estimate
     lines.append(f"total params: {program.param_count:,} "
                  f"({human_bytes(program.param_count * 4)} float32)")
-    lines.append("memory per worker (estimate): " + ", ".join(
-        f"{k} {human_bytes(v)}" for k, v in mem.items()) + f"; total {human_bytes(sum(mem.values()))}")
+    lines.append(describe(estimate(program)))
     c = program.cluster
     lines.append(f"algorithm {program.algorithm.kind if program.algorithm else '?'}, updater "
                  f"{program.updater.kind if program.updater else '?'}, cluster "

@@ -79,6 +79,34 @@ class Device:
         return int(self.cl_device.max_work_group_size)
 
     @property
+    def global_memory(self) -> int:
+        """Bytes of global memory (CL_DEVICE_GLOBAL_MEM_SIZE)."""
+        return int(self.cl_device.global_mem_size)
+
+    @property
+    def max_alloc(self) -> int:
+        """Bytes one buffer may have (CL_DEVICE_MAX_MEM_ALLOC_SIZE)."""
+        return int(self.cl_device.max_mem_alloc_size)
+
+    def fit_problem(self, sizes: dict[str, int]) -> str | None:
+        """Why buffers of these sizes (name -> bytes) cannot all be allocated here, checked
+        before any is (None: they fit).  The compiler's located check (compiler/memory.py)
+        runs first where the program is at hand; this one guards every Plan."""
+        too_big = sorted(((n, b) for n, b in sizes.items() if b > self.max_alloc),
+                         key=lambda nb: -nb[1])
+        if too_big:
+            names = ", ".join(f"{n} ({_gib(b)})" for n, b in too_big[:3])
+            return (f"buffer {names} is larger than {self.name} allocates at once "
+                    f"({_gib(self.max_alloc)})")
+        total = sum(sizes.values())
+        if total > self.global_memory:
+            top = ", ".join(f"{n} {_gib(b)}" for n, b in
+                            sorted(sizes.items(), key=lambda nb: -nb[1])[:3])
+            return (f"the plan's buffers need {_gib(total)}, more than the "
+                    f"{_gib(self.global_memory)} of {self.name} (largest: {top})")
+        return None
+
+    @property
     def identity(self) -> str:
         """What makes a compiled binary valid: platform, device and driver versions."""
         d = self.cl_device
@@ -141,6 +169,10 @@ class Device:
 
     def finish(self) -> None:
         self.queue.finish()
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**27 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _log_lines(log: str) -> list[str]:

@@ -22,6 +22,10 @@ import numpy as np
 import pyopencl as cl
 
 CHECKED_PREFIXES = ("train:", "pgrad:")
+# What the device scans every step: the tensors every value of a step flows into (a NaN in a
+# gate or a packed copy reaches its layer's output or a gradient); the diagnosis that runs
+# once the flag is up reads every CHECKED buffer, so it can name an intermediate too.
+SCANNED_PREFIXES = ("train:data:", "train:act:", "train:grad:", "train:loss:", "pgrad:")
 HINT = "lower the learning rate, add clip: to the updater, or run with --on-nan skip to drop " \
        "such steps"
 
@@ -131,6 +135,8 @@ class StepCheck:
             n = decl.nbytes // 4
             # never-written parts of a buffer must read as finite, not as stale bits
             executor.write(name, np.zeros(n, np.float32))
+            if not name.startswith(SCANNED_PREFIXES):
+                continue
             kernel = cl.Kernel(program, "singa_nonfinite")
             kernel.set_args(executor.buffer(name), np.uint32(n), np.uint32(chunk), self._flag)
             self._launches.append((kernel, (max(1, -(-n // chunk)),)))

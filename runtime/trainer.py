@@ -56,6 +56,11 @@ class Trainer:
         self.device = device if device is not None and not isinstance(device, str) else \
             Device.open(device, profile=profile)
         self.profile = profile
+        fit = getattr(self.device, "fit_problem", None)      # before anything is allocated
+        problem = fit({b.name: b.nbytes for b in plan.kernels.buffers}) if fit else None
+        if problem:
+            raise SingaConfigError(problem, hint="use a smaller batch or fewer units; "
+                                                 "'singac check' prints the estimate")
         self.executor = Executor.from_plan(self.device, plan.kernels, profile=profile)
         self.updater = UpdaterSpec.from_json(plan.updater)
         self.readers = {p.name: self._open_reader(p) for p in plan.phases}
@@ -292,6 +297,13 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self) -> list[dict]:
+        try:
+            for name in ("metrics.jsonl", "checkpoints"):   # no link out of the workspace
+                checkpoint.inside_workspace(self.workspace, name)
+        except SingaError:
+            for r in self.readers.values():
+                r.close()
+            raise
         resumed = self.resume and self.restore_checkpoint()
         if not resumed:
             self.init_params()

@@ -50,3 +50,27 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
     trainer = Trainer(plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
                       resume=resume, profile=profile, on_nan=on_nan)
     return trainer.run()
+
+
+def simulate_program(program, *, workers=None, steps=None, device=None, workspace=None,
+                     resume=False, quiet=False, profile=False, on_nan="stop"):
+    """Train one worker group's partitioned net with every worker simulated in this process
+    on one OpenCL device (``singac run --simulate``): the plan of
+    ``compiler.lower_partitioned`` for ``workers`` per group (default: the cluster block's),
+    its params, updates, evaluation and checkpoints those of the unpartitioned plan."""
+    import sys
+    from .compiler.lower_partitioned import lower_partitioned
+    from .runtime.trainer import Trainer
+    pp = lower_partitioned(program, workers)
+    if not quiet:
+        dims = {}
+        for n in pp.graph.nodes.values():
+            node = n["node"]
+            if node.kind == "layer":
+                dims.setdefault(node.dim, []).append(node.of)
+        parts = "; ".join(f"{d}: {', '.join(dict.fromkeys(ls))}" for d, ls in dims.items())
+        print(f"simulating {pp.workers} worker(s) of one group in this process ({parts})",
+              file=sys.stderr)
+    trainer = Trainer(pp.plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
+                      resume=resume, profile=profile, on_nan=on_nan)
+    return trainer.run()

@@ -32,7 +32,8 @@ def _files(args: dict, base_dir: pathlib.Path) -> list[DataFile]:
     top = locate(base_dir, args["path"], directory_ok=True)
     if not top.path.is_dir():
         return [top]
-    found = [p for p in top.path.iterdir() if re.fullmatch(r"data_batch_\d+\.bin", p.name)]
+    found = [p for p in top.path.iterdir()
+             if re.fullmatch(r"data_batch_\d+\.bin", p.name) and p.is_file()]
     if not found:
         raise top.error("is a directory without data_batch_*.bin files (name test_batch.bin "
                         "itself to read the test set)")

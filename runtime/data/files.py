@@ -32,8 +32,11 @@ def locate(base_dir: pathlib.Path, value: str, *, directory_ok: bool = False) ->
     f = DataFile(value, path)
     if not path.exists():
         raise f.error(f"not found (looked for {path}; paths are relative to the program's folder)")
-    if path.is_dir() and not directory_ok:
-        raise f.error("is a directory, not a file")
+    if path.is_dir():
+        if not directory_ok:
+            raise f.error("is a directory, not a file")
+    elif not path.is_file():          # reading /dev/zero or a pipe would never end
+        raise f.error("is not a regular file (a device, pipe or socket)")
     return f
 
 

@@ -7,7 +7,9 @@ when loaded) is rejected, never unpickled.
 """
 from __future__ import annotations
 
+import math
 import pathlib
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -21,7 +23,13 @@ from .files import DataFile, locate
 from .reader import ArrayRecords
 from .registry import FieldInfo, Header, define_source
 
-_BROKEN = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+# What a damaged archive makes zipfile/numpy raise: a bad header or CRC, an unknown zip
+# version or compression method (NotImplementedError), the encryption bit (RuntimeError).
+_BROKEN = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error,
+           NotImplementedError, RuntimeError, OverflowError, struct.error)
+
+
+_MAX_RATIO = 1100       # deflate expands at most ~1032:1; a member claiming more is corrupt
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,13 @@ def _read_header(f: DataFile, key: str) -> NpyHeader:
             names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
             if key not in names:
                 raise f.error(f"has no array '{key}' (arrays: {', '.join(names) or 'none'})")
+            info = z.getinfo(key + ".npy")
+            stored = info.file_size
+            if stored > _MAX_RATIO * max(info.compress_size, 1) or \
+                    info.compress_size > f.path.stat().st_size:
+                raise f.error(f"array '{key}' claims {stored:,} bytes in a "
+                              f"{f.path.stat().st_size:,}-byte file: its zip directory is "
+                              "corrupt")
             with z.open(key + ".npy") as fp:
                 version = npy_format.read_magic(fp)
                 if version == (1, 0):
@@ -44,9 +59,16 @@ def _read_header(f: DataFile, key: str) -> NpyHeader:
                     shape, _, dtype = npy_format.read_array_header_2_0(fp)
                 else:
                     raise f.error(f"array '{key}' uses .npy format {version}, which is not read")
+                header_end = fp.tell()
     except _BROKEN as e:
         raise f.error(f"is not a readable .npz archive: {e}") from None
-    return NpyHeader(tuple(shape), np.dtype(dtype))
+    h = NpyHeader(tuple(shape), np.dtype(dtype))
+    # numpy allocates what the header promises before reading: check it against the archive
+    promised = math.prod(h.shape) * h.dtype.itemsize
+    if not h.dtype.hasobject and promised != stored - header_end:
+        raise f.error(f"array '{key}' promises {list(h.shape)} {h.dtype} ({promised:,} bytes) "
+                      f"but holds {max(0, stored - header_end):,} bytes: truncated or corrupt")
+    return h
 
 
 def _check_kind(f: DataFile, key: str, h: NpyHeader, kinds: str, what: str) -> None:

@@ -80,7 +80,8 @@ def define_source(name: str, doc: str, attrs: tuple[Attr, ...],
     reorders a shard's records before batching (text: one stream per batch row)."""
     own = {a.name for a in attrs}
     all_attrs = tuple(attrs) + tuple(a for a in COMMON_ATTRS if a.name not in own)
-    parts = _Parts(name, header, load, contiguous_shards, arrange)
+    paths = tuple(a.name for a in all_attrs if a.kind == "path")
+    parts = _Parts(name, header, load, contiguous_shards, arrange, paths)
     return SOURCES.register(name, SourceDef(name, all_attrs, doc, _guard(name, parts.fields),
                                             _guard(name, constants or _no_constants),
                                             _guard(name, parts.open)))
@@ -94,6 +95,7 @@ class _Parts:
     load: Callable[[dict, pathlib.Path, int], RecordSet]
     contiguous_shards: bool
     arrange: Callable[[np.ndarray, int], np.ndarray] | None
+    paths: tuple[str, ...] = ()      # the attributes naming files, for messages
 
     def fields(self, args: dict, base_dir: pathlib.Path) -> dict[str, FieldInfo]:
         h = self.header(args, pathlib.Path(base_dir))
@@ -105,21 +107,27 @@ class _Parts:
         if not 0 <= shard < num_shards:
             raise ValueError(f"shard {shard} is not in 0..{num_shards - 1}")
         records = self.load(args, pathlib.Path(base_dir), seed)
-        index = self._index(args, records.count, shard, num_shards)
+        index = self._index(args, records.count, shard, num_shards, self._where(args))
         return BatchReader(records, index, final_fields(self.name, records.fields, args),
                            batch=args["batch"], shuffle=args["shuffle"],
                            normalize=normalize_values(self.name, args), seed=seed,
                            shard=shard, num_shards=num_shards, prefetch=prefetch,
                            vocabulary=getattr(records, "vocabulary", None))
 
-    def _index(self, args: dict, count: int, shard: int, num_shards: int) -> np.ndarray:
+    def _where(self, args: dict) -> str:
+        """The source and the files it read, as the program named them (for messages)."""
+        files = [args[p] for p in self.paths if isinstance(args.get(p), str)]
+        return f"{self.name} data " + ", ".join(f"'{f}'" for f in files) if files else self.name
+
+    def _index(self, args: dict, count: int, shard: int, num_shards: int,
+               where: str) -> np.ndarray:
         """The records this reader cycles through: range, then shard, then arrange."""
-        start, end = record_range(self.name, args, count)
+        start, end = record_range(where, args, count)
         index = shard_index(np.arange(start, end, dtype=np.int64), shard, num_shards,
                             self.contiguous_shards)
         if len(index) < args["batch"]:
-            where = f"shard {shard} of {num_shards}" if num_shards > 1 else "the data"
-            raise SingaDataError(f"{self.name}: {where} has {len(index)} records, fewer "
+            part = f"shard {shard} of {num_shards}" if num_shards > 1 else "the data"
+            raise SingaDataError(f"{where}: {part} has {len(index)} records, fewer "
                                  f"than batch {args['batch']}")
         return index if self.arrange is None else self.arrange(index, args["batch"])
 

@@ -154,3 +154,46 @@ def test_mnist_mlp_sample_reaches_95_percent(tmp_path):
     final = [r for r in records if r["phase"] == "test"][-1]
     print("mnist_mlp 300 steps:", final)
     assert final["accuracy"] >= 0.95
+
+
+def _checkpoint_bytes(folder: pathlib.Path) -> dict[str, bytes]:
+    """Every array of a checkpoint's params and updater state, as raw bytes."""
+    out = {}
+    for name in ("params.npz", "state.npz"):
+        with np.load(folder / name, allow_pickle=False) as z:
+            out.update({f"{name}:{k}": z[k].dtype.str.encode() + z[k].tobytes() for k in z.files})
+    return out
+
+
+@pytest.mark.parametrize("net", ["mlp", "batchnorm"])
+def test_a_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, net):
+    """40 steps, a checkpoint every 10; one run is interrupted at step 25 (after the step-20
+    checkpoint) and resumed: its checkpoints at 30 and 40 hold the same bytes as the
+    uninterrupted run's, and its metrics are the same records.  With batchnorm the running
+    averages (which the test phase uses) must travel in the checkpoint too."""
+    def program(ws):
+        text = MLP.format(steps=40, ws=ws / "ws", act="stanh", lr="0.05")
+        if net == "batchnorm":
+            text = text.replace("h1   = stanh(fc1)", "h1   = stanh(batchnorm(fc1))")
+        return singa_dsl.parse(text, "tiny.singa")
+    full = tmp_path / "full"
+    Trainer(compile_plan(program(full)), quiet=True).run()
+    crashed = tmp_path / "crashed"
+    t = Trainer(compile_plan(program(crashed)), quiet=True)
+    real_step = t.train_step
+
+    def crash_at_25(step):
+        if step == 25:
+            raise _Crash()
+        return real_step(step)
+    t.train_step = crash_at_25
+    with pytest.raises(_Crash):
+        t.run()
+    assert not (crashed / "ws" / "checkpoints" / "step-00000030").exists()
+    Trainer(compile_plan(program(crashed)), quiet=True, resume=True).run()
+    for step in (30, 40):
+        want = _checkpoint_bytes(full / "ws" / "checkpoints" / f"step-{step:08d}")
+        got = _checkpoint_bytes(crashed / "ws" / "checkpoints" / f"step-{step:08d}")
+        assert got.keys() == want.keys() and len(want) >= 8
+        assert [k for k in want if got[k] != want[k]] == [], f"step {step}"
+    assert _metrics(crashed / "ws") == _metrics(full / "ws")
