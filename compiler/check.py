@@ -63,10 +63,15 @@ def check_program(program: ast.Program, source: str, base_dir: pathlib.Path) -> 
         _check_partitions(net, cluster, data_specs, drafts, diag)
         _warn_init_from(job, singles["job"], diag)
     diag.raise_if_any()
-    return CheckedProgram(file=file, source=source, base_dir=str(base_dir), ast=program,
-                          consts=consts, job=job, data=data_specs, net=net, graph=graph,
-                          algorithm=algorithm, updater=updater, cluster=cluster,
-                          warnings=tuple(diag.warnings))
+    checked = CheckedProgram(file=file, source=source, base_dir=str(base_dir), ast=program,
+                             consts=consts, job=job, data=data_specs, net=net, graph=graph,
+                             algorithm=algorithm, updater=updater, cluster=cluster,
+                             warnings=tuple(diag.warnings))
+    from .memory import index_errors       # a tensor no kernel can index, on any device
+    for e in index_errors(checked):
+        diag.add(e)
+    diag.raise_if_any()
+    return checked
 
 
 def _check_consts(program: ast.Program, diag: Diagnostics) -> dict:

@@ -9,7 +9,6 @@ import networkx as nx
 from . import ast
 from .model import AlgorithmSpec, ClusterSpec, DataSpec, JobSpec, NetSpec
 
-BYTES = 4   # float32 everywhere on the device
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,10 @@ class CheckedProgram:
         return sum(p.size for p in self.net.params if p.share_of is None)
 
     def memory_bytes(self) -> dict[str, int]:
-        """A per-worker estimate: params with their gradients and updater state, and the
-        activations and their gradients for one batch (times the unroll)."""
-        params = self.param_count * BYTES
-        state = 2 if self.updater is not None and self.updater.kind in (
-            "adadelta", "adam", "adamax") else 1
-        acts = sum(l.out.size for l in self.net.layers) * self.batch * self.net.unroll * BYTES
-        return {"params": params, "gradients": params, "updater_state": params * state,
-                "activations": 2 * acts}
+        """The device memory one worker needs, by part (``compiler.memory``'s estimate, the
+        one ``singac check`` prints and ``singac run`` checks against the device)."""
+        from .memory import estimate
+        return estimate(self).parts()
 
     def summary(self) -> str:
         from .summary import render_summary

@@ -190,7 +190,7 @@ class _Monitor:
 
 # ---- inside the job ----------------------------------------------------------------------------
 def run_rank(program, plan_for, *, steps=None, device=None, workspace=None, resume=False,
-             quiet=False, profile=False) -> int:
+             quiet=False, profile=False, on_nan="stop") -> int:
     """This rank's part of the job.  ``plan_for(batch)``: the program's plan with the train
     batch set to ``batch`` (each worker computes its rows of the global batch)."""
     from mpi4py import MPI
@@ -204,6 +204,10 @@ def run_rank(program, plan_for, *, steps=None, device=None, workspace=None, resu
                                    f"but mpiexec started {comm.Get_size()}",
                                    hint=f"use mpiexec -n {layout.size}, or let singac "
                                    "start the job")
+        if on_nan != "stop":
+            raise SingaConfigError(f"--on-nan {on_nan} is for one-process jobs; a distributed "
+                                   "job stops at the first NaN/Inf, naming the rank, layer "
+                                   "and tensor", hint="use --on-nan stop (the default)")
         role = layout.role(comm.Get_rank())
         _register(role)
         _run_role(comm, layout, role, program, plan_for, steps=steps, device=device,

@@ -23,6 +23,8 @@ def _fmt(record: dict) -> str:
         parts.append(f"accuracy {record['accuracy']:.4f}")
     if record.get("perplexity") is not None:
         parts.append(f"perplexity {record['perplexity']:.2f}")
+    if record.get("skipped"):                      # --on-nan skip: steps not applied
+        parts.append(f"skipped {record['skipped']}")
     if record.get("samples_per_s") is not None:
         parts.append(f"{record['samples_per_s']:.0f} samples/s")
     return "  ".join(parts)

@@ -24,7 +24,7 @@ from .cluster import Layout, ParamLayout, Role
 from .data import SOURCES
 from .messages import Frame, FrameError, Kind
 from .progress import Progress
-from .trainer import NumericalError, Trainer
+from .trainer import CARRY_KEY, Trainer
 
 
 class RowSlice:
@@ -175,9 +175,15 @@ class DistributedWorker(Trainer):
         folder = folder or checkpoint.latest(self.workspace, warn=self._warn)
         if folder is None:
             return False
-        _, _, meta = checkpoint.load(folder)
+        _, state, meta = checkpoint.load(folder)
         self.init_params()
         self.run_init()
+        for name in self._persistent_buffers():
+            saved = state.get(f"{CARRY_KEY}/{name}")
+            # carried recurrent state has one row per batch row: only a worker with the
+            # driver's rows can take it; the others start it from zeros
+            if saved is not None and saved.size == self.executor.read(name).size:
+                self.executor.write(name, saved)
         state = meta.get("readers", {}).get("train")
         if state is not None:
             reader = self.readers["train"]
@@ -201,6 +207,7 @@ class DistributedWorker(Trainer):
             self.executor.write("rng:step", np.array([step], np.int32))
         t0 = time.perf_counter()
         self.executor.run("train")
+        self.numerics.enqueue()
         self.transport.flush()           # last step's gradients are out of _flat_grad
         for p, r in zip(self.plan.params, self.params_layout.params):
             self.device.download(self.executor.buffer(p.grad), self._flat_grad[r.lo:r.hi])
@@ -219,9 +226,8 @@ class DistributedWorker(Trainer):
         for key, dt in (("compute", t1 - t0), ("push", t2 - t1), ("wait", t3 - t2)):
             self.timing[key] += dt
         self.timing["steps"] += 1
-        if not math.isfinite(loss):
-            raise NumericalError(f"the training loss became {loss} at step {step}",
-                                 hint="lower the learning rate, or add clip: to the updater")
+        if not math.isfinite(loss) or self.numerics.tripped():
+            raise self._numerical_error(step, loss)
         return loss, acc
 
     def _group_metric(self, step: int, loss: float, acc: float | None):
@@ -274,6 +280,8 @@ class DistributedWorker(Trainer):
             params[p.store_name] = flat[""][r.lo:r.hi].reshape(p.shape)
             for n in names:
                 state[f"{p.store_name}/{n}"] = flat[n][r.lo:r.hi].reshape(p.shape)
+        for name in self._persistent_buffers():     # batchnorm averages, carried state
+            state[f"{CARRY_KEY}/{name}"] = self.executor.read(name)
         meta = {"readers": {n: r.state() for n, r in self.readers.items()},
                 "display": {k: v for k, v in self._display_acc.items() if k != "t0"},
                 "job": self.job["name"], "cluster": self.plan.cluster}

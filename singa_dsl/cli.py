@@ -257,9 +257,6 @@ def _run(args) -> int:
                              device=args.device, workspace=args.workspace, resume=args.resume,
                              quiet=args.quiet, profile=args.profile, on_nan=args.on_nan)
             continue
-        if (program.cluster.worker_groups, program.cluster.workers_per_group) == (1, 1):
-            from .compiler.memory import check_device_fit
-            check_device_fit(program, args.device)     # located, before any allocation
         result = run_program(program, steps=args.steps, device=args.device,
                              workspace=args.workspace, resume=args.resume, quiet=args.quiet,
                              profile=args.profile, hosts=args.hosts,

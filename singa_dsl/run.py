@@ -36,16 +36,19 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
         if launch.in_mpi_job():
             return launch.run_rank(program, lambda b: plan_with_train_batch(program, b),
                                    steps=steps, device=device, workspace=workspace,
-                                   resume=resume, quiet=quiet, profile=profile)
+                                   resume=resume, quiet=quiet, profile=profile, on_nan=on_nan)
         options = []
         for flag, value in (("--steps", steps), ("--device", device),
-                            ("--workspace", workspace)):
+                            ("--workspace", workspace), ("--on-nan", on_nan)):
             if value is not None:
                 options += [flag, str(value)]
         options += ["--quiet"] * bool(quiet) + ["--profile"] * bool(profile)
         return launch.launch(program.file, layout, options, hosts=hosts,
                              max_restarts=max_restarts, resume=resume, threads=threads)
     from .runtime.trainer import Trainer
+    if device is None or isinstance(device, str):
+        from .compiler.memory import check_device_fit
+        check_device_fit(program, device)     # located in the program, before any allocation
     plan = compile_plan(program)
     trainer = Trainer(plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
                       resume=resume, profile=profile, on_nan=on_nan)

@@ -227,8 +227,17 @@ cluster { workers_per_group: 2 }
 def test_a_numerical_error_in_a_rank_names_it_and_exits_6(tmp_path):
     r = _singac(["run", _write(tmp_path, DIVERGES), "--quiet"], tmp_path)
     assert r.returncode == 6, r.stderr
-    assert "(worker 0 of worker group 0): error: the training loss became inf" in r.stderr
+    assert "(worker 0 of worker group 0): error: numerics check at step" in r.stderr
+    assert "layer 'fc' produced non-finite values" in r.stderr or \
+        "layer 'loss' produced non-finite values" in r.stderr
     assert "Traceback" not in r.stderr and "RuntimeWarning" not in r.stderr
+
+
+def test_on_nan_skip_is_refused_for_a_distributed_job(tmp_path):
+    r = _singac(["run", _write(tmp_path, DIVERGES), "--quiet", "--on-nan", "skip"], tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "--on-nan skip is for one-process jobs" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_mpiexec_with_the_wrong_number_of_ranks_is_a_clear_error(tmp_path):
