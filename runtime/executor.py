@@ -116,15 +116,16 @@ class Executor:
                                    f"{', '.join(sorted(self._buffers)) or '(none)'}") from None
 
     # ---- running --------------------------------------------------------------------
-    def run(self, list_name: str) -> None:
-        """Enqueue every launch of a list in order; returns without waiting."""
+    def run(self, list_name: str, start: int = 0, stop: int | None = None) -> None:
+        """Enqueue the launches of a list in order (``start:stop``, default all); returns
+        without waiting."""
         try:
             prepared = self._lists[list_name]
         except KeyError:
             raise SingaConfigError(f"unknown launch list {list_name!r}; known: "
                                    f"{', '.join(sorted(self._lists)) or '(none)'}") from None
         queue = self.device.queue
-        for p in prepared:
+        for p in prepared[start:stop]:
             ev = cl.enqueue_nd_range_kernel(queue, p.kernel, p.launch.global_size,
                                             p.launch.local_size)
             if self.profile:

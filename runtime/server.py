@@ -1,11 +1,12 @@
 """A parameter server rank (SINGA's Server, server.cc): holds one contiguous range of the flat
 params for its server group and applies the updater to it.
 
-- UPDATE from a worker of group g: summed with the other copies of group g's step (workers
-  pre-weight their gradient by rows/batch, so the sum is the gradient of the group's batch
-  mean — SINGA's sum-then-scale-by-1/num_total with unequal rows allowed); when all
-  ``workers_per_group`` copies are in, update, bump the version and reply R_UPDATE with the
-  new values to every worker of the group.  Groups are never waited for by each other
+- UPDATE from a worker of group g, one param at a time (workers push each as their backward
+  pass produces it): summed with the other copies of group g's step (workers pre-weight
+  their gradient by rows/batch, so the sum is the gradient of the group's batch mean —
+  SINGA's sum-then-scale-by-1/num_total with unequal rows allowed); when all
+  ``workers_per_group`` copies are in, update that param and reply R_UPDATE with its new
+  values to every worker of the group; the version is bumped when all are applied.  Groups are never waited for by each other
   (Downpour: each group's update is applied as it arrives).
 - Distributed Hogwild: after every ``sync_every`` local updates, for each run of the range
   mastered by another server group, send Δ = values − last-synced to the master server; the
@@ -37,7 +38,7 @@ class ParamServer:
         self.args = self.spec.bound_args()
         self.version = 0
         self.updates = 0                        # local updates since start (Hogwild sync)
-        self._pending: dict[int, tuple[int, np.ndarray, list[int]]] = {}  # group → (step, Σ, srcs)
+        self._pending: dict[tuple, tuple[int, list[int]]] = {}  # (group, param) → (step, srcs)
         # Hogwild: the runs of my range another server group masters, and what I last knew
         self.runs = [(i, max(lo, self.lo), min(hi, self.hi)) for i, (lo, hi, grp)
                      in enumerate(params.masters) if grp != role.group and
@@ -49,6 +50,11 @@ class ParamServer:
         self.stopped: set[int] = set()
         self._recv: dict[int, np.ndarray] = {}   # worker rank → its gradient's buffer
         self._sums: dict[int, np.ndarray] = {}   # worker group → the sum of its copies
+        self._done: dict[int, set] = {}          # worker group → params of its step applied
+        # the params (by index) with a part here that the algorithm updates
+        self._mine = [i for i, p in enumerate(params.params) if p.updated and
+                      max(p.lo, self.lo) < min(p.hi, self.hi)]
+        self._shared = len(layout.worker_groups_of(role.group)) > 1   # Downpour: async
 
     # ---- who syncs with me --------------------------------------------------------------
     def syncing_servers(self) -> set[int]:
@@ -88,11 +94,13 @@ class ParamServer:
     def _sink(self, header):
         """A worker's gradient is received straight into its own buffer (kept per worker:
         the frames of one group's step arrive in any order)."""
-        if header.kind is Kind.UPDATE and header.nbytes == 4 * (self.hi - self.lo):
-            buf = self._recv.get(header.src)
-            if buf is None:
-                buf = self._recv[header.src] = np.empty(self.hi - self.lo, np.float32)
-            return buf
+        if header.kind is Kind.UPDATE and 0 <= header.target < len(self.params.params):
+            a, b = self._piece(header.target)
+            if header.nbytes == 4 * (b - a) and a < b:
+                buf = self._recv.get(header.src)
+                if buf is None:
+                    buf = self._recv[header.src] = np.empty(self.hi - self.lo, np.float32)
+                return buf[a - self.lo:b - self.lo]
         return None
 
     def handle(self, f: Frame) -> None:
@@ -130,51 +138,77 @@ class ParamServer:
         return max(lo, self.lo), min(hi, self.hi)
 
     # ---- updates ------------------------------------------------------------------------
+    def _piece(self, param: int) -> tuple[int, int]:
+        """The part of param ``param`` (its index in net order) this server holds."""
+        if not 0 <= param < len(self.params.params):
+            raise FrameError(f"a frame names param {param}, not one of "
+                             f"{len(self.params.params)}")
+        p = self.params.params[param]
+        return max(p.lo, self.lo), min(p.hi, self.hi)
+
     def _update(self, f: Frame) -> None:
+        """One worker's gradient for one param (its part here).  Workers push each param
+        as soon as their backward pass has produced it, so the server updates the last
+        layers while the workers still compute the first ones."""
+        a, b = self._piece(f.target)
         grad = f.floats()
-        if len(grad) != self.hi - self.lo:
-            raise FrameError(f"an update of {len(grad)} values from rank {f.src}, but "
-                             f"{self.role.describe()} holds {self.hi - self.lo}")
+        if len(grad) != b - a or a >= b:
+            raise FrameError(f"an update of {len(grad)} values for param {f.target} from rank "
+                             f"{f.src}, but {self.role.describe()} holds {max(0, b - a)}")
         group = self.layout.role(f.src).group
-        step, total, srcs = self._pending.get(group, (f.step, None, []))
+        key = (group, f.target)
+        step, srcs = self._pending.get(key, (f.step, []))
         if step != f.step:
             raise FrameError(f"rank {f.src} sent step {f.step} while its group is at {step}")
+        total = self._sums.get(group)
         if total is None:
-            total = self._sums.get(group)
-            if total is None:
-                total = self._sums[group] = np.empty(self.hi - self.lo, np.float32)
-            np.copyto(total, grad)
+            total = self._sums[group] = np.zeros(self.hi - self.lo, np.float32)
+        acc = total[a - self.lo:b - self.lo]
+        if srcs:
+            np.add(acc, grad, out=acc)
         else:
-            np.add(total, grad, out=total)
+            np.copyto(acc, grad)
         srcs.append(f.src)
         if len(srcs) < self.layout.workers_per_group:
-            self._pending[group] = (step, total, srcs)
+            self._pending[key] = (step, srcs)
             return
-        self._pending.pop(group, None)
-        self.apply(total, step)
+        self._pending.pop(key, None)
+        part = slice(a - self.lo, b - self.lo)
+        self.apply_param(self.params.params[f.target], part, acc, step)
+        values = self.values[part]
+        if self._shared:        # another group may change these while the reply is in flight
+            values = values.copy()
         for rank in srcs:
-            self.transport.send(rank, Frame(Kind.R_UPDATE, self.role.rank, self.role.index,
-                                            self.version, 0.0, self.values))
-        if self.runs and self.updates % self.layout.sync_every == 0:
-            self._sync()
+            self.transport.send(rank, Frame(Kind.R_UPDATE, self.role.rank, f.target,
+                                            self.version + 1, 0.0, values))
+        done = self._done.setdefault(group, set())
+        done.add(f.target)
+        if len(done) == len(self._mine):          # the group's whole step is applied here
+            done.clear()
+            self.version += 1
+            self.updates += 1
+            if self.runs and self.updates % self.layout.sync_every == 0:
+                self._sync()
 
     def apply(self, grad: np.ndarray, step: int) -> None:
-        # replies are sent from self.values without a copy: none may be in flight while
-        # the values change
-        self.transport.flush()
-        base = learning_rate(self.spec.lr, step)
-        wd = float(self.args["weight_decay"])
+        """Update the whole range with one gradient (tests; the loop updates param by
+        param)."""
         for p, a, b in self.params.overlapping(self.lo, self.hi):
-            if not p.updated:
-                continue
             part = slice(a - self.lo, b - self.lo)
-            state = {n: s[part] for n, s in self.state.items()}
-            # overflow to inf is reported by the workers, at the loss, naming the step
-            with np.errstate(over="ignore", invalid="ignore"):
-                self.defn.reference(self.values[part], grad[part], state, base * p.lr_scale,
-                                    wd * p.wd_scale, 1.0, self.args, dtype=np.float32)
+            self.apply_param(p, part, grad[part], step)
         self.version += 1
         self.updates += 1
+
+    def apply_param(self, p, part: slice, grad: np.ndarray, step: int) -> None:
+        if not p.updated:
+            return
+        base = learning_rate(self.spec.lr, step)
+        wd = float(self.args["weight_decay"])
+        state = {n: s[part] for n, s in self.state.items()}
+        # overflow to inf is reported by the workers, at the loss, naming the step
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.defn.reference(self.values[part], grad, state, base * p.lr_scale,
+                                wd * p.wd_scale, 1.0, self.args, dtype=np.float32)
 
     # ---- Hogwild sync -------------------------------------------------------------------
     def _sync(self, force: bool = False) -> None:

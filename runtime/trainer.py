@@ -66,6 +66,8 @@ class Trainer:
         self.readers = {p.name: self._open_reader(p) for p in plan.phases}
         self.numerics = numerics.StepCheck(self.executor, plan) if plan.phase("train") else None
         self.step = 0
+        # samples one training step consumes (a distributed worker: its group's whole batch)
+        self.samples_per_step = plan.phase("train").batch if plan.phase("train") else 0
         self._display_acc = {"loss": 0.0, "hits": 0.0, "count": 0, "samples": 0, "t0": 0.0,
                              "skipped": 0}
 
@@ -332,7 +334,7 @@ class Trainer:
                     acc["loss"] += loss
                     acc["hits"] += hits or 0.0
                     acc["count"] += 1
-                acc["samples"] += self.plan.phase("train").batch
+                acc["samples"] += self.samples_per_step
                 if _every_fires(display, step) or step == steps - 1:
                     self._display(step, progress, hits is not None)
                 progress.advance(step + 1)

@@ -40,6 +40,10 @@ class Transport:
             self._pending.append((req, raw))
         self._reap()
 
+    def progress(self) -> None:
+        """Let MPI move the sends in flight (call while busy with something else)."""
+        self._reap()
+
     def _reap(self) -> None:
         if self._pending:
             self._pending = [(r, b) for r, b in self._pending if not r.Test()]

@@ -94,10 +94,66 @@ class DistributedWorker(Trainer):
         self._flat = np.zeros(params.total, np.float32)
         self._flat_grad = np.zeros(params.total, np.float32)
         self._progress = None
-        # where a step's time goes: forward+backward+reading the gradients, sending them,
-        # waiting for the servers' values (their update, the group's slowest worker, MPI)
-        self.timing = {"compute": 0.0, "push": 0.0, "wait": 0.0, "steps": 0}
+        # where a step's time goes: forward+backward with each gradient read and sent as it
+        # is produced; then waiting for the servers' values (their update of what came last,
+        # the group's slowest worker, MPI)
+        self.timing = {"compute+push": 0.0, "wait": 0.0, "steps": 0}
         super().__init__(plan, **kwargs)
+        self.samples_per_step = global_batch     # the display's samples/s is the group's
+        self._plan_pipeline()
+
+    # ---- the pipeline: each gradient leaves as soon as backward has produced it -------------
+    def _plan_pipeline(self) -> None:
+        """Where each updated param's gradient is final in the train list (the last launch
+        that writes it), and the parts of each param the servers hold."""
+        updated = {u.param for u in self.plan.updates}
+        launches = dict(self.plan.kernels.launch_lists)["train"]
+        last = {}
+        for i, launch in enumerate(launches):
+            for arg in launch.args:
+                if arg[0] in ("buf", "buf_offset"):
+                    last[arg[1]] = i
+        self._pushed = [pi for pi, p in enumerate(self.plan.params)
+                        if p.key in updated and p.grad in last]
+        self._copy_after = sorted((last[self.plan.params[pi].grad], pi) for pi in self._pushed)
+        self._pieces = {}
+        self._piece_of = {}
+        for pi, r in enumerate(self.params_layout.params):
+            parts = []
+            for s, (lo, hi) in enumerate(self.params_layout.servers):
+                a, b = max(lo, r.lo), min(hi, r.hi)
+                if a < b:
+                    parts.append((s, a, b))
+                    self._piece_of[(pi, s)] = (a, b)
+            self._pieces[pi] = parts
+
+    def _enqueue_train(self) -> list:
+        """Enqueue the train list in segments, a non-blocking copy of each gradient right
+        after the launch that finishes it; returns (param index, copy event) in that order."""
+        import pyopencl as cl
+        queue, out, start = self.device.queue, [], 0
+        for index, pi in self._copy_after:
+            if index + 1 > start:
+                self.executor.run("train", start, index + 1)
+                start = index + 1
+            r = self.params_layout.params[pi]
+            event = cl.enqueue_copy(queue, self._flat_grad[r.lo:r.hi],
+                                    self.executor.buffer(self.plan.params[pi].grad),
+                                    is_blocking=False)
+            out.append((pi, event))
+        self.executor.run("train", start)
+        return out
+
+    def _await(self, event) -> None:
+        """Wait for a copy while keeping MPI moving (sends in flight progress only when
+        this rank calls into MPI)."""
+        import pyopencl as cl
+        done = cl.command_execution_status.COMPLETE
+        sleep = 20e-6
+        while event.command_execution_status != done:
+            self.transport.progress()
+            time.sleep(sleep)
+            sleep = min(1e-3, sleep * 2)
 
     # ---- data: the group's shard, this worker's rows --------------------------------------
     def _open_reader(self, phase):
@@ -128,10 +184,18 @@ class DistributedWorker(Trainer):
                 self._inbox.append(f)
 
     def _sink(self, header):
-        """Param values from my servers are received straight into their place."""
-        if header.kind in (Kind.R_UPDATE, Kind.R_GET) and header.src in self.servers:
-            lo, hi = self.params_layout.servers[self.servers.index(header.src)]
+        """Param values from my servers are received straight into their place: a whole
+        range (R_GET) or one param's part (R_UPDATE, target = the param's index)."""
+        if header.src not in self.servers:
+            return None
+        s = self.servers.index(header.src)
+        if header.kind is Kind.R_GET:
+            lo, hi = self.params_layout.servers[s]
             return self._flat[lo:hi]
+        if header.kind is Kind.R_UPDATE:
+            piece = self._piece_of.get((header.target, s))
+            if piece is not None:
+                return self._flat[piece[0]:piece[1]]
         return None
 
     def _write_group_record(self, f: Frame) -> None:
@@ -161,6 +225,28 @@ class DistributedWorker(Trainer):
                 self._flat[lo:hi] = values
         for p, r in zip(self.plan.params, self.params_layout.params):
             self.executor.write(p.buffer, self._flat[r.lo:r.hi])
+
+    def _pull_updates(self, step: int) -> None:
+        """Wait for every updated param part; each param goes to the device as soon as all
+        its parts are in."""
+        missing = {pi: {s for s, _, _ in self._pieces[pi]} for pi in self._pushed}
+        while missing:
+            f = self._next(lambda f: f.kind is Kind.R_UPDATE and f.target in missing and
+                           f.src in self.servers and
+                           self.servers.index(f.src) in missing[f.target])
+            s = self.servers.index(f.src)
+            a, b = self._piece_of[(f.target, s)]
+            values = f.floats()
+            if len(values) != b - a:
+                raise FrameError(f"{self.layout.role(f.src).describe()} sent {len(values)} "
+                                 f"values for a part of {b - a} of param {f.target}")
+            if not np.shares_memory(values, self._flat):     # (it was received elsewhere)
+                self._flat[a:b] = values
+            missing[f.target].discard(s)
+            if not missing[f.target]:
+                del missing[f.target]
+                r = self.params_layout.params[f.target]
+                self.executor.write(self.plan.params[f.target].buffer, self._flat[r.lo:r.hi])
 
     def init_params(self):
         for s in self.servers:
@@ -206,24 +292,24 @@ class DistributedWorker(Trainer):
         if "rng:step" in self.executor.buffer_names:
             self.executor.write("rng:step", np.array([step], np.int32))
         t0 = time.perf_counter()
-        self.executor.run("train")
-        self.numerics.enqueue()
         self.transport.flush()           # last step's gradients are out of _flat_grad
-        for p, r in zip(self.plan.params, self.params_layout.params):
-            self.device.download(self.executor.buffer(p.grad), self._flat_grad[r.lo:r.hi])
-        if self.weight != 1.0:
-            self._flat_grad *= np.float32(self.weight)
-        t1 = time.perf_counter()
-        for i, s in enumerate(self.servers):
-            lo, hi = self.params_layout.servers[i]
-            self.transport.send(s, Frame(Kind.UPDATE, self.role.rank, i, step, self.weight,
-                                         self._flat_grad[lo:hi]))
+        copies = self._enqueue_train()
+        self.numerics.enqueue()
+        for pi, event in copies:         # in the order backward finishes them
+            self._await(event)
+            r = self.params_layout.params[pi]
+            grad = self._flat_grad[r.lo:r.hi]
+            if self.weight != 1.0:
+                grad *= np.float32(self.weight)
+            for s, a, b in self._pieces[pi]:
+                self.transport.send(self.servers[s], Frame(
+                    Kind.UPDATE, self.role.rank, pi, step, self.weight, self._flat_grad[a:b]))
+        t1 = t2 = time.perf_counter()
         loss, acc = self._read_losses(train)
-        t2 = time.perf_counter()
         loss, acc = self._group_metric(step, loss, acc)
-        self._pull(Kind.R_UPDATE)
+        self._pull_updates(step)
         t3 = time.perf_counter()
-        for key, dt in (("compute", t1 - t0), ("push", t2 - t1), ("wait", t3 - t2)):
+        for key, dt in (("compute+push", t1 - t0), ("wait", t3 - t2)):
             self.timing[key] += dt
         self.timing["steps"] += 1
         if not math.isfinite(loss) or self.numerics.tripped():
@@ -293,7 +379,7 @@ class DistributedWorker(Trainer):
         if self.is_driver and not self.quiet and self.timing["steps"]:
             n = self.timing["steps"]
             print("step time on " + self.role.describe() + ": " + ", ".join(
-                f"{k} {self.timing[k] / n * 1e3:.1f} ms" for k in ("compute", "push", "wait")),
+                f"{k} {self.timing[k] / n * 1e3:.1f} ms" for k in ("compute+push", "wait")),
                 file=sys.stderr, flush=True)
         for s in self.servers:
             self.transport.send(s, Frame(Kind.STOP, self.role.rank))
