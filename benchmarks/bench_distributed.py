@@ -26,6 +26,8 @@ CONFIGS = (
     ("2 workers x 1 thread, 1 server (MPI)", "worker_groups: 1  workers_per_group: 2", 1),
     ("2 workers x 1 thread, 2 servers (MPI)",
      "worker_groups: 1  workers_per_group: 2  servers_per_group: 2", 1),
+    ("2 workers x 1 thread, ring allreduce (MPI)",
+     "worker_groups: 1  workers_per_group: 2  reduce: ring", 1),
 )
 
 

@@ -66,4 +66,8 @@ CLUSTER_ATTRS = (
     Attr("servers_per_group", "int", 1, "servers the params are sliced over", gt=0),
     Attr("separate_servers", "bool", False, "servers in processes of their own"),
     Attr("sync_every", "int", 1, "updates between syncs of server groups", gt=0),
+    Attr("reduce", "choice", "servers", "how a synchronous group sums its gradients: "
+         "parameter servers (SINGA's way) or a ring allreduce among the workers, each then "
+         "updating its own copy (one worker group only; no server ranks)",
+         choices=("servers", "ring")),
 )

@@ -179,6 +179,17 @@ def check_cluster(block: ast.Block | None, scope: Scope, diag: Diagnostics) -> C
                    f"by {v['server_groups']} server groups",
                    b.spans.get("server_groups", block.span),
                    "worker_groups must be a multiple of server_groups")
+    if v["reduce"] == "ring":
+        for key in ("worker_groups", "server_groups"):
+            if v[key] != 1:
+                diag.error(SingaConfigError, f"reduce: ring sums the gradients of one "
+                           f"synchronous group, but {key} is {v[key]}",
+                           b.spans.get(key, b.spans.get("reduce", block.span)),
+                           "use reduce: servers (the default) for several groups")
+        if v["framework"] in ("downpour", "hogwild"):
+            diag.error(SingaConfigError, f"reduce: ring cannot serve framework "
+                       f"{v['framework']} (asynchronous groups need servers)",
+                       b.spans.get("reduce", block.span), "remove reduce: ring")
     return ClusterSpec(v["worker_groups"], v["workers_per_group"], v["server_groups"],
                        v["servers_per_group"], v["separate_servers"], v["sync_every"],
-                       v["framework"], block.span)
+                       v["framework"], block.span, v["reduce"])

@@ -149,6 +149,7 @@ class ClusterSpec:
     sync_every: int = 1
     framework: str | None = None
     span: Span = _span()
+    reduce: str = "servers"          # or "ring": workers allreduce, no server ranks
 
     @property
     def workers(self) -> int:

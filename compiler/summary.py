@@ -46,6 +46,7 @@ def render_summary(program) -> str:
     lines.append(f"algorithm {program.algorithm.kind if program.algorithm else '?'}, updater "
                  f"{program.updater.kind if program.updater else '?'}, cluster "
                  f"{c.worker_groups}x{c.workers_per_group} workers, "
-                 f"{c.server_groups}x{c.servers_per_group} servers"
+                 + ("ring allreduce (no servers)" if c.reduce == "ring" else
+                    f"{c.server_groups}x{c.servers_per_group} servers")
                  + (f" ({c.framework})" if c.framework else ""))
     return "\n".join(lines)

@@ -43,12 +43,13 @@ class Layout:
     servers_per_group: int
     separate_servers: bool = False
     sync_every: int = 1
+    ring: bool = False       # reduce: ring — the workers allreduce; there are no servers
 
     @classmethod
     def from_cluster(cls, c: dict) -> "Layout":
         layout = cls(c["worker_groups"], c["workers_per_group"], c["server_groups"],
                      c["servers_per_group"], bool(c.get("separate_servers")),
-                     int(c.get("sync_every", 1)))
+                     int(c.get("sync_every", 1)), c.get("reduce", "servers") == "ring")
         if layout.worker_groups % layout.server_groups:
             raise SingaConfigError(f"{layout.worker_groups} worker groups cannot share "
                                    f"{layout.server_groups} server groups evenly")
@@ -60,7 +61,7 @@ class Layout:
 
     @property
     def nservers(self) -> int:
-        return self.server_groups * self.servers_per_group
+        return 0 if self.ring else self.server_groups * self.servers_per_group
 
     @property
     def size(self) -> int:

@@ -274,6 +274,14 @@ def _run_role(comm, layout, role, program, plan_for, *, steps, device, workspace
                                updated={u.param for u in base.updates})
     transport = Transport(comm)
     ws = pathlib.Path(workspace or base.job["workspace"])
+    if layout.ring:
+        from .allreduce import RingWorker
+        lo, hi = layout.rows(role.index, global_batch)
+        RingWorker(plan_for(hi - lo), layout, role, params, transport, global_batch,
+                   comm=comm, device=device, workspace=str(ws), steps=steps,
+                   quiet=quiet or role.rank != layout.driver, resume=resume,
+                   profile=profile).run()
+        return
     if role.kind == "server":
         from .server import ParamServer, initial_range
         loaded, state = {}, {}

@@ -88,8 +88,7 @@ class DistributedWorker(Trainer):
         self.weight = (self.rows[1] - self.rows[0]) / global_batch
         self.is_driver = role.rank == layout.driver
         self.is_leader = role.index == 0
-        sg = layout.server_group_of(role.group)
-        self.servers = [layout.server_rank(sg, s) for s in range(layout.servers_per_group)]
+        self.servers = self._server_ranks()
         self._inbox: list[Frame] = []
         self._flat = np.zeros(params.total, np.float32)
         self._flat_grad = np.zeros(params.total, np.float32)
@@ -101,6 +100,10 @@ class DistributedWorker(Trainer):
         super().__init__(plan, **kwargs)
         self.samples_per_step = global_batch     # the display's samples/s is the group's
         self._plan_pipeline()
+
+    def _server_ranks(self) -> list[int]:
+        sg = self.layout.server_group_of(self.role.group)
+        return [self.layout.server_rank(sg, s) for s in range(self.layout.servers_per_group)]
 
     # ---- the pipeline: each gradient leaves as soon as backward has produced it -------------
     def _plan_pipeline(self) -> None:

@@ -239,3 +239,22 @@ def test_hogwild_sync_loses_no_update():
         np.testing.assert_allclose(masters[grp][lo:hi], init[lo:hi] + applied[lo:hi],
                                    rtol=1e-5, atol=1e-5)
     assert {g for _, _, g in pl.masters} == {0, 1}   # both groups master some of the params
+
+
+@pytest.mark.parametrize("cluster, message", [
+    ("worker_groups: 2  reduce: ring", "reduce: ring sums the gradients of one synchronous "
+     "group, but worker_groups is 2"),
+    ("server_groups: 2  worker_groups: 2  reduce: ring", "but server_groups is 2"),
+    ("framework: downpour  reduce: ring", "reduce: ring cannot serve framework downpour"),
+])
+def test_reduce_ring_is_for_one_synchronous_group(cluster, message):
+    from singa_dsl.errors import SingaError
+    with pytest.raises(SingaError, match=message):
+        _plan(cluster)
+
+
+def test_a_ring_job_has_only_worker_ranks():
+    plan = _plan("workers_per_group: 3  servers_per_group: 2  reduce: ring")
+    lay = Layout.from_cluster(plan.cluster)
+    assert lay.ring and lay.size == 3 and lay.nservers == 0
+    assert [lay.role(r).kind for r in range(3)] == ["worker"] * 3

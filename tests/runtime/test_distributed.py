@@ -95,10 +95,18 @@ def test_sync_workers_give_the_loss_of_one_worker_at_every_step(tmp_path, templa
     two, _ = _train_losses(tmp_path, template, "workers_per_group: 2", "two")
     three, ws3 = _train_losses(tmp_path, template,
                                "workers_per_group: 3  servers_per_group: 2", "three")
+    ring, ws_ring = _train_losses(tmp_path, template, "workers_per_group: 3  reduce: ring",
+                                  "ring")
     print(f"max |loss difference| over 50 steps: 2 workers {np.abs(two - one).max():.2e}, "
-          f"3 workers + 2 servers {np.abs(three - one).max():.2e}")
+          f"3 workers + 2 servers {np.abs(three - one).max():.2e}, "
+          f"3 workers ring allreduce {np.abs(ring - one).max():.2e}")
     np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(three, one, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ring, one, rtol=1e-4, atol=1e-5)
+    pr, sr, _ = checkpoint.load(checkpoint.latest(ws_ring))
+    for name in pr:
+        np.testing.assert_allclose(pr[name], checkpoint.load(checkpoint.latest(ws1))[0][name],
+                                   rtol=1e-3, atol=1e-5)
     assert one[-1] < one[0] * 0.7                     # it learned; the equality means something
     # the checkpoint of the distributed job holds the same logical params by name
     p1, _, _ = checkpoint.load(checkpoint.latest(ws1))
