@@ -64,3 +64,18 @@ __kernel void argmax_fwd(__global const float *x, __global int *y, const int bat
     for (int c = 1; c < D; ++c) if (p[c] > m) { m = p[c]; best = c; }
     y[r] = best;
 }
+
+/* dst[d_off + r·d_ld + c] (+)= alpha·src[s_off + r·s_ld + c]: a block copy that scales, for
+ * the partitioned executor (a loss copy's gradient is the mean over its rows; scaled by
+ * rows/batch it is its share of the mean over the whole batch). */
+__kernel void block_copy_scaled(__global const float *src, const int s_off, const int s_ld,
+                                __global float *dst, const int d_off, const int d_ld,
+                                const int rows, const int cols, const int acc,
+                                const float alpha) {
+    const int i = get_global_id(0);
+    if (i >= rows * cols) return;
+    const int r = i / cols, c = i - r * cols;
+    const float v = alpha * src[(size_t)s_off + (size_t)r * s_ld + c];
+    __global float *d = dst + (size_t)d_off + (size_t)r * d_ld + c;
+    *d = acc ? *d + v : v;
+}

@@ -52,6 +52,29 @@ def _copy(em: Emitter, layer, src, s_off, s_ld, dst, d_off, d_ld, rows, cols, ac
                    i(int(acc))), layer.name)
 
 
+def block_copy(em: Emitter, tag: str, src: str, s_off: int, s_ld: int, dst: str, d_off: int,
+               d_ld: int, rows: int, cols: int, *, acc: bool = False, dtype: str = "float32",
+               alpha: float = 1.0):
+    """dst[d_off + r·d_ld + c] (+)= alpha·src[s_off + r·s_ld + c] for r < rows, c < cols: a
+    strided block of one buffer into another (the partitioned executor's gathers, scatters
+    and connection layers).  Integer blocks are copied as they are (no acc, no alpha)."""
+    if rows * cols == 0:
+        return
+    if dtype == "int32":
+        if acc or alpha != 1.0:
+            raise ValueError("integer blocks are only copied")
+        em.launch("connection", "block_copy_int", rows * cols,
+                  (b(src), i(s_off), i(s_ld), b(dst), i(d_off), i(d_ld), i(rows), i(cols)), tag)
+    elif alpha == 1.0:
+        em.launch("connection", "block_copy", rows * cols,
+                  (b(src), i(s_off), i(s_ld), b(dst), i(d_off), i(d_ld), i(rows), i(cols),
+                   i(int(acc))), tag)
+    else:
+        em.launch("connection", "block_copy_scaled", rows * cols,
+                  (b(src), i(s_off), i(s_ld), b(dst), i(d_off), i(d_ld), i(rows), i(cols),
+                   i(int(acc)), ("float", float(alpha))), tag)
+
+
 def concat_forward(em: Emitter, layer):
     axis = layer.attrs["dim"] - 1
     out = layer.out
