@@ -37,6 +37,7 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
             return launch.run_rank(program, lambda b: plan_with_train_batch(program, b),
                                    steps=steps, device=device, workspace=workspace,
                                    resume=resume, quiet=quiet, profile=profile, on_nan=on_nan)
+        _warn_about_feature_partitions(program, layout)
         options = []
         for flag, value in (("--steps", steps), ("--device", device),
                             ("--workspace", workspace), ("--on-nan", on_nan)):
@@ -77,3 +78,19 @@ def simulate_program(program, *, workers=None, steps=None, device=None, workspac
     trainer = Trainer(pp.plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
                       resume=resume, profile=profile, on_nan=on_nan)
     return trainer.run()
+
+
+def _warn_about_feature_partitions(program, layout) -> None:
+    """The MPI runtime gives each worker of a group its rows of the batch for every layer.
+    A layer partitioned on features computes the same numbers that way (the partitioning
+    proof of docs/partitioning.md); only where the work happens differs — say so."""
+    import sys
+    if layout.workers_per_group < 2:
+        return
+    feature = [l.name for l in program.net.layers if l.partition == "feature"]
+    if program.net.partition == "auto" or feature:
+        which = "partition: auto's choices" if program.net.partition == "auto" else \
+            "layers " + ", ".join(feature)
+        print(f"warning: {which}: the MPI runtime splits every layer on the batch across a "
+              "group's workers (same results; feature splits run in one process with "
+              "singac run --simulate)", file=sys.stderr)
