@@ -263,7 +263,8 @@ def test_mutated_examples_check_or_fail_with_located_errors(path, corpus_dir, mu
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", MUTATION_PROGRAMS, ids=lambda p: p.stem)
-@settings(max_examples=500, deadline=timedelta(seconds=20),
+# 840 programs from each of the 12 examples: the 10,000 mutated programs of issue 8
+@settings(max_examples=840, deadline=timedelta(seconds=20),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(mutations=st.lists(ONE_MUTATION, min_size=1, max_size=6))

@@ -416,3 +416,32 @@ def test_killing_one_of_four_workers_at_random_steps_never_hangs(tmp_path):
             outcomes.append("stopped, named")
     from collections import Counter
     print(f"{len(outcomes)} seeds: {dict(Counter(outcomes))}; 0 hangs")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_rank_cleanly(tmp_path):
+    """Ctrl-C reaches the whole process group (the terminal's way): the job exits 130 within
+    seconds, no rank is left running, and the newest checkpoint is intact."""
+    job = _write(tmp_path, MLP.format(steps=5000, ckpt=40, cluster="workers_per_group: 2")
+                 .replace("every(1)", "every(50)"))
+    runs = tmp_path / "tmp"
+    runs.mkdir()
+    env = {**os.environ, "TMPDIR": str(runs), "POCL_MAX_PTHREAD_COUNT": "1"}
+    proc = subprocess.Popen(SINGAC + ["run", str(job), "--quiet"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (tmp_path / "ws" / "checkpoints").exists():
+        time.sleep(0.1)
+    pids = list(_rank_files(runs).values())
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    print(f"Ctrl-C: exit {proc.returncode} after {time.monotonic() - t0:.2f} s")
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    assert not alive, f"ranks still running: {alive}"
+    params, _, meta = checkpoint.load(checkpoint.latest(tmp_path / "ws"))
+    assert meta["step"] >= 40 and params
