@@ -84,7 +84,7 @@ class ParamServer:
         """My workers are done: one last sync of what they changed, then tell the masters."""
         if not self.runs:
             return
-        self._sync(force=True)
+        self._sync()
         while self._asked:
             self.handle(self.transport.wait(self._sink))
         for rank in {self.layout.server_rank(self.params.masters[i][2], self.role.index)
@@ -108,16 +108,18 @@ class ParamServer:
             self._update(f)
         elif f.kind is Kind.GET:
             self.transport.send(f.src, Frame(Kind.R_GET, self.role.rank, self.role.index,
-                                             self.version, 0.0, self.values))
+                                             self.version, 0.0,
+                                             self.values.copy() if self._shared else self.values))
         elif f.kind is Kind.SYNC_REQUEST:
             a, b = self._run_bounds(f.target)
             delta = f.floats()
             if len(delta) != b - a:
                 raise FrameError(f"a sync of {len(delta)} values for a run of {b - a}")
             self.values[a - self.lo:b - self.lo] += delta
+            # a copy: this master's own workers may update the run while the reply travels
             self.transport.send(f.src, Frame(Kind.SYNC_RESPONSE, self.role.rank, f.target,
                                              self.version, 0.0,
-                                             self.values[a - self.lo:b - self.lo]))
+                                             self.values[a - self.lo:b - self.lo].copy()))
         elif f.kind is Kind.SYNC_RESPONSE:
             self._synced_reply(f)
         elif f.kind is Kind.CKPT_REQUEST:
@@ -190,15 +192,6 @@ class ParamServer:
             if self.runs and self.updates % self.layout.sync_every == 0:
                 self._sync()
 
-    def apply(self, grad: np.ndarray, step: int) -> None:
-        """Update the whole range with one gradient (tests; the loop updates param by
-        param)."""
-        for p, a, b in self.params.overlapping(self.lo, self.hi):
-            part = slice(a - self.lo, b - self.lo)
-            self.apply_param(p, part, grad[part], step)
-        self.version += 1
-        self.updates += 1
-
     def apply_param(self, p, part: slice, grad: np.ndarray, step: int) -> None:
         if not p.updated:
             return
@@ -211,7 +204,7 @@ class ParamServer:
                                 wd * p.wd_scale, 1.0, self.args, dtype=np.float32)
 
     # ---- Hogwild sync -------------------------------------------------------------------
-    def _sync(self, force: bool = False) -> None:
+    def _sync(self) -> None:
         for i, a, b in self.runs:
             if i in self._asked:
                 continue                       # one request per run in flight

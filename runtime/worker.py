@@ -1,11 +1,13 @@
 """A worker rank (SINGA's Worker): the job loop of ``Trainer`` with the updates done by the
 parameter servers.
 
-Per step: upload this worker's rows of the global batch, run forward and backward, read the
-param gradients (the step's one synchronisation), weight them by rows/batch, send each server
-its range (UPDATE), then wait for the updated values (R_UPDATE) and write them back.  Workers
-of a group all read the same stream of global batches (the group's shard of the data) and
-each takes its rows, so a group computes exactly the batch one worker would.
+Per step: upload this worker's rows of the global batch and enqueue forward and backward with
+a non-blocking copy of each param's gradient right after the launch that finishes it; as each
+copy lands, weight it by rows/batch and send its parts to the servers holding them (UPDATE),
+while the device goes on with the rest of backward.  Then wait for the updated values
+(R_UPDATE, param by param) and write each param back as soon as all its parts are in.
+Workers of a group all read the same stream of global batches (the group's shard of the data)
+and each takes its rows, so a group computes exactly the batch one worker would.
 
 Worker 0 of group 0 is the driver: it tests, validates, writes metrics.jsonl (adding the
 records the other groups' leaders send it, with their group id) and writes checkpoints from
@@ -14,6 +16,7 @@ the servers' ranges, as logical params by name — loadable by any cluster shape
 from __future__ import annotations
 
 import math
+import pathlib
 import sys
 import time
 
@@ -57,7 +60,6 @@ class _GroupProgress:
         self.metrics_path = None
 
     def elapsed(self) -> float:
-        import time
         return time.monotonic()
 
     def record(self, record: dict) -> None:
@@ -164,7 +166,6 @@ class DistributedWorker(Trainer):
             return super()._open_reader(phase)
         d = self.plan.data[phase.data_block][phase.name]
         args = {**d["args"], "batch": self.global_batch}
-        import pathlib
         reader = SOURCES[d["kind"]].open(args, pathlib.Path(d["base_dir"]),
                                          seed=self.job["seed"], shard=self.role.group,
                                          num_shards=self.layout.worker_groups, prefetch=True)
@@ -217,8 +218,9 @@ class DistributedWorker(Trainer):
         return out
 
     # ---- params from the servers ------------------------------------------------------------
-    def _pull(self, kind: Kind, step: int | None = None) -> None:
-        for s, f in self._collect(kind, self.servers, step).items():
+    def _pull_ranges(self) -> None:
+        """Every server's whole range (R_GET: the start, or a resume)."""
+        for s, f in self._collect(Kind.R_GET, self.servers).items():
             lo, hi = self.params_layout.servers[self.servers.index(s)]
             values = f.floats()
             if len(values) != hi - lo:
@@ -229,7 +231,7 @@ class DistributedWorker(Trainer):
         for p, r in zip(self.plan.params, self.params_layout.params):
             self.executor.write(p.buffer, self._flat[r.lo:r.hi])
 
-    def _pull_updates(self, step: int) -> None:
+    def _pull_updates(self) -> None:
         """Wait for every updated param part; each param goes to the device as soon as all
         its parts are in."""
         missing = {pi: {s for s, _, _ in self._pieces[pi]} for pi in self._pushed}
@@ -254,7 +256,7 @@ class DistributedWorker(Trainer):
     def init_params(self):
         for s in self.servers:
             self.transport.send(s, Frame(Kind.GET, self.role.rank))
-        self._pull(Kind.R_GET)
+        self._pull_ranges()
         for p in self.plan.params:
             self.executor.write(p.grad, np.zeros(p.shape, np.float32))
 
@@ -310,7 +312,7 @@ class DistributedWorker(Trainer):
         t1 = t2 = time.perf_counter()
         loss, acc = self._read_losses(train)
         loss, acc = self._group_metric(step, loss, acc)
-        self._pull_updates(step)
+        self._pull_updates()
         t3 = time.perf_counter()
         for key, dt in (("compute+push", t1 - t0), ("wait", t3 - t2)):
             self.timing[key] += dt

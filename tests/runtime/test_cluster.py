@@ -232,7 +232,7 @@ def test_hogwild_sync_loses_no_update():
             applied -= _lr(pl) * grad.astype(np.float64)
             net.deliver()
     for server in (s0, s1):
-        net.servers[server]._sync(force=True)
+        net.servers[server]._sync()
     net.deliver()
     masters = {0: net.servers[s0].values, 1: net.servers[s1].values}
     for lo, hi, grp in pl.masters:
