@@ -445,3 +445,28 @@ def test_ctrl_c_stops_every_rank_cleanly(tmp_path):
     assert not alive, f"ranks still running: {alive}"
     params, _, meta = checkpoint.load(checkpoint.latest(tmp_path / "ws"))
     assert meta["step"] >= 40 and params
+
+
+@pytest.mark.slow
+def test_bptt_with_carried_state_splits_over_workers_as_one(tmp_path):
+    """The char-RNN (GRU, BPTT, state carried across batches): each worker keeps the carried
+    state of its own rows, so 2 workers follow one worker step for step."""
+    import re
+    import shutil
+    root = pathlib.Path(__file__).resolve().parents[2] / "samples"
+    text = (root / "char_rnn_small.singa").read_text()
+    text = re.sub(r"cluster\s*\{[^}]*\}", "", text)
+    text = re.sub(r"display:\s*every\([^)]*\)", "display: every(1)", text)
+    losses = []
+    for name, cluster in (("one", ""), ("two", "cluster { workers_per_group: 2 }")):
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(root / "corpus.txt", folder / "corpus.txt")
+        job = _write(folder, text + "\n" + cluster + "\n")
+        r = _singac(["run", job, "--quiet", "--steps", "20", "--workspace", "ws"], folder)
+        assert r.returncode == 0, r.stderr
+        m = _metrics(folder / "ws")
+        losses.append(np.array([m[s]["loss"] for s in range(20)]))
+    print(f"char-RNN, 20 steps: max |loss difference| 1 vs 2 workers "
+          f"{np.abs(losses[0] - losses[1]).max():.2e}")
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=1e-5)
