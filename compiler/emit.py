@@ -125,7 +125,15 @@ class Emitter:
             self.launches = saved
 
     def gemm(self, tag: str, **kw):
-        emit = gemm_mod.gemm_launch(tag=tag, origin=f"sgemm in layer {tag}", **kw)
+        self._add(gemm_mod.gemm_launch(tag=tag, origin=f"sgemm in layer {tag}", **kw))
+
+    def gemm_pack_b(self, tag: str, into: str, **kw) -> str:
+        """Pack B's GEMM panels into buffer ``into`` once (see gemm_launch's b_packed)."""
+        self._add(gemm_mod.gemm_pack_b(into=into, tag=tag, origin=f"sgemm in layer {tag}",
+                                       **kw))
+        return into
+
+    def _add(self, emit) -> None:
         for p in emit.programs:
             self.programs.setdefault(p.name, p)
         for b in emit.buffers:

@@ -144,7 +144,7 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
                 a_offset: int = 0, b_offset: int = 0, c_offset: int = 0, bias_offset: int = 0,
                 tile: GemmTile | None = None, pack: bool | None = None,
                 k_chunk: int | None = None, scratch: str = "gemm_scratch", tag: str = "",
-                origin: str = "") -> GemmEmit:
+                origin: str = "", b_packed: str | None = None) -> GemmEmit:
     """C[m,n] = alpha·op(A)·op(B) + beta·C (+ bias[n]) on buffers named a, b, c (, bias).
 
     op(A) is m×k: A is stored m×k, or k×m when trans_a; op(B) is k×n: B is stored k×n, or
@@ -153,7 +153,9 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
     and op(B) into the `scratch` buffer as contiguous panels (None: decide by shape);
     packed GEMMs with k > k_chunk run as several launches over slices of k, so the
     panels' slices stay in cache (None: K_CHUNK).  `tile` overrides the default and is
-    shrunk to fit small matrices.
+    shrunk to fit small matrices.  `b_packed` names a buffer that already holds op(B)'s
+    panels, written by `gemm_pack_b` with the same k, n, transposes and tile (one B used by
+    many GEMMs is then packed once): the GEMM is packed, packs only A, and does not read `b`.
     """
     if min(m, n, k) < 0:
         raise ValueError(f"gemm: negative size m={m} n={n} k={k}")
@@ -161,6 +163,7 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
     ldb = ldb if ldb is not None else (k if trans_b else n)
     ldc = ldc if ldc is not None else n
     packed = should_pack(m, n, k, trans_a, trans_b) if pack is None else pack
+    packed = packed or b_packed is not None
     probe = GemmSpec(trans_a, trans_b, bias is not None, packed, tile)
     spec = replace(probe, tile=fit_tile(probe, m, n))
     program = gemm_program(spec, origin)
@@ -173,8 +176,37 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
                  (("buf", bias), ("int", bias_offset)) if bias is not None else (), tag)
     if not packed:
         return GemmEmit((program,), (call.multiply(k, call.a, call.b, call.beta, True),))
-    launches, buffers = _packed_launches(call, scratch, k_chunk or K_CHUNK)
+    launches, buffers = _packed_launches(call, scratch, k_chunk or K_CHUNK, b_packed)
     return GemmEmit((program,), launches, buffers)
+
+
+def gemm_pack_b(*, k: int, n: int, b: str, into: str, trans_a: bool = False,
+                trans_b: bool = False, bias: bool = False, ldb: int | None = None,
+                b_offset: int = 0, into_offset: int = 0, tile: GemmTile | None = None,
+                tag: str = "", origin: str = "") -> GemmEmit:
+    """Pack op(B) (k×n; B stored k×n, or n×k when trans_b) into buffer `into` as the
+    panels a packed GEMM reads, for later `gemm_launch(..., b_packed=into)` calls with the
+    same k, n, transposes, bias flag and tile (they select the program and the panel width).
+    `into_offset` (elements, a multiple of packed_panel_size(k)) places the panels after
+    others: matrices packed side by side read as one op(B) with their columns concatenated,
+    each padded to a whole panel (packed_width)."""
+    ldb = ldb if ldb is not None else (k if trans_b else n)
+    spec = GemmSpec(trans_a, trans_b, bias, True, tile)
+    program = gemm_program(spec, origin)
+    t = spec.resolved_tile
+    size = into_offset + max(_round_up(n, t.nr) * k, 1)
+    if n == 0 or k == 0:
+        return GemmEmit((program,), (), (BufferDecl(into, size * 4),))
+    pack_b = spec.pack_kernels[1]
+    launch = Launch(program.name, pack_b[0], _pack_grid(pack_b, n, k), (PACK_GROUP, 1),
+                    (("int", n), ("int", k), ("buf", b), ("int", b_offset), ("int", ldb),
+                     ("buf", into), ("int", into_offset)), tag)
+    return GemmEmit((program,), (launch,), (BufferDecl(into, size * 4),))
+
+
+def packed_width(n: int, tile: GemmTile | None = None) -> int:
+    """Columns op(B) occupies once packed: n rounded up to whole panels."""
+    return _round_up(n, (tile or DEFAULT_TILES["packed"]).nr)
 
 
 @dataclass(frozen=True)
@@ -202,25 +234,32 @@ class _Call:
         return Launch(self.program, kernel, gsize, lsize, args, self.tag)
 
 
-def _packed_launches(call: _Call, scratch: str, k_chunk: int):
-    """Pack op(A) and op(B) into scratch, then multiply slice by slice of k: the first
-    slice applies beta and the bias, the others accumulate (beta = 1, no bias)."""
+def _packed_launches(call: _Call, scratch: str, k_chunk: int, b_packed: str | None = None):
+    """Pack op(A) and op(B) into scratch (op(B) not when `b_packed` holds its panels), then
+    multiply slice by slice of k: the first slice applies beta and the bias, the others
+    accumulate (beta = 1, no bias)."""
     t, m, n, k = call.spec.resolved_tile, call.m, call.n, call.k
     a_len, b_len = _round_up(m, t.mr) * k, _round_up(n, t.nr) * k
     (pack_a, _, _), (pack_b, _, _) = call.spec.pack_kernels
     launches = [
         Launch(call.program, pack_a, _pack_grid(call.spec.pack_kernels[0], m, k),
                (PACK_GROUP, 1),
-               (("int", m), ("int", k), *call.a, ("buf", scratch), ("int", 0)), call.tag),
-        Launch(call.program, pack_b, _pack_grid(call.spec.pack_kernels[1], n, k),
-               (PACK_GROUP, 1),
-               (("int", n), ("int", k), *call.b, ("buf", scratch), ("int", a_len)), call.tag)]
+               (("int", m), ("int", k), *call.a, ("buf", scratch), ("int", 0)), call.tag)]
+    if b_packed is None:
+        launches.append(
+            Launch(call.program, pack_b, _pack_grid(call.spec.pack_kernels[1], n, k),
+                   (PACK_GROUP, 1),
+                   (("int", n), ("int", k), *call.b, ("buf", scratch), ("int", a_len)),
+                   call.tag))
+        b_buf, b_base = scratch, a_len
+    else:
+        b_buf, b_base, b_len = b_packed, 0, 0
     # Panels are K-major, so a slice of k is a contiguous piece of every panel; the
     # packed kernel takes the panel-to-panel stride as its leading dimension.
     for k0 in range(0, max(k, 1), max(k_chunk, 1)):
         first = k0 == 0
         a = (("buf", scratch), ("int", k0 * t.mr), ("int", k * t.mr))
-        b = (("buf", scratch), ("int", a_len + k0 * t.nr), ("int", k * t.nr))
+        b = (("buf", b_buf), ("int", b_base + k0 * t.nr), ("int", k * t.nr))
         launches.append(call.multiply(min(k_chunk, k - k0), a, b,
                                       call.beta if first else 1.0, first))
     return tuple(launches), (BufferDecl(scratch, max(a_len + b_len, 1) * 4),)

@@ -13,10 +13,17 @@ inline float uniform01(uint seed, uint layer, uint step, uint i) {
     return (h >> 8) * (1.0f / 16777216.0f);
 }
 
-/* x = σ(x) in place. */
+
+/* x = σ(x) in place, 8 values per work-item. */
 __kernel void rbm_sigmoid(__global float *x, const int n) {
-    int i = get_global_id(0);
-    if (i < n) x[i] = sigm(x[i]);
+    const int i0 = get_global_id(0) * 8;
+    if (i0 + 8 <= n) {
+        typedef float8 f8u __attribute__((aligned(4)));
+        __global f8u *p = (__global f8u *)(x + i0);
+        *p = sigm8(*p);
+        return;
+    }
+    for (int i = i0; i < n; ++i) x[i] = sigm(x[i]);
 }
 
 /* da (+)= dy·σ'(pre) from y = σ(pre) (BP through an rbm used as an encoder). */
@@ -28,24 +35,44 @@ __kernel void rbm_sigmoid_bwd(__global const float *y, __global const float *dy,
     da[i] = gaussian ? dy[i] : dy[i] * o * (1.0f - o);
 }
 
+/* uniform01 for the 8 indices i..i+7, in uint8 lanes (the same numbers, bit for bit). */
+inline uint8 mix32x8(uint8 h) {
+    h ^= h >> 16; h *= 0x7feb352dU; h ^= h >> 15; h *= 0x846ca68bU; h ^= h >> 16;
+    return h;
+}
+
 /* One Gibbs sample of the hidden units h (n = batch·hidden values).  Binary units: 1 where
  * u < h, with u = uniform01(seed, layer, step, gibbs·n + i).  Gaussian units (h is the
  * pre-activation): h + N(0, 1), the normal from Box–Muller on the uniforms of indices
- * 2(gibbs·n + i) and 2(gibbs·n + i) + 1. */
+ * 2(gibbs·n + i) and 2(gibbs·n + i) + 1.  One work-item per 8 values: binary units hash
+ * them in vector lanes (PoCL does not vectorize the scalar hash across work-items). */
 __kernel void rbm_sample(__global const float *h, __global float *s, const int n,
                          const int gaussian, const uint seed, const uint layer,
                          __global const int *step, const int gibbs) {
-    int i = get_global_id(0);
-    if (i >= n) return;
+    const int i0 = get_global_id(0) * 8;
+    if (i0 >= n) return;
     uint st = (uint)step[0];
-    uint idx = (uint)gibbs * (uint)n + (uint)i;
-    if (gaussian) {
-        float u1 = uniform01(seed, layer, st, 2u * idx);
-        float u2 = uniform01(seed, layer, st, 2u * idx + 1u);
-        float r = sqrt(-2.0f * log(1.0f - u1));
-        s[i] = h[i] + r * cos(6.2831853071795865f * u2);
-    } else {
-        s[i] = uniform01(seed, layer, st, idx) < h[i] ? 1.0f : 0.0f;
+    if (!gaussian && i0 + 8 <= n) {
+        const uint8 idx = (uint8)((uint)gibbs * (uint)n + (uint)i0)
+                          + (uint8)(0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u);
+        const uint8 hash = mix32x8((uint8)seed ^ mix32x8((uint8)(layer * 0x9e3779b9U)
+                                   ^ mix32x8((uint8)st + 0x632be5abU * idx)));
+        const float8 u = convert_float8(hash >> 8) * (1.0f / 16777216.0f);
+        typedef float8 f8u __attribute__((aligned(4)));
+        const float8 hv = *(__global const f8u *)(h + i0);
+        *(__global f8u *)(s + i0) = select((float8)0.0f, (float8)1.0f, u < hv);
+        return;
+    }
+    for (int i = i0; i < min(n, i0 + 8); ++i) {
+        uint idx = (uint)gibbs * (uint)n + (uint)i;
+        if (gaussian) {
+            float u1 = uniform01(seed, layer, st, 2u * idx);
+            float u2 = uniform01(seed, layer, st, 2u * idx + 1u);
+            float r = sqrt(-2.0f * log(1.0f - u1));
+            s[i] = h[i] + r * cos(6.2831853071795865f * u2);
+        } else {
+            s[i] = uniform01(seed, layer, st, idx) < h[i] ? 1.0f : 0.0f;
+        }
     }
 }
 

@@ -6,6 +6,7 @@ BP.  The Gibbs chain and the CD statistics are emitted by ``compiler/lower_cd.py
 helpers below."""
 from __future__ import annotations
 
+from .. import gemm as gemm_mod
 from ..emit import BackwardTargets, Emitter, b, f, i
 from .registry import attach_lowering
 
@@ -15,13 +16,25 @@ def dims(layer) -> tuple[int, int]:
     return layer.in_shapes[0].size, layer.attrs["hidden"]
 
 
+def _packed_wt(em: Emitter, layer, tag: str) -> str:
+    """Wᵀ's GEMM panels for this phase, packed by the first v·Wᵀ of the list: CD multiplies
+    by Wᵀ twice a step (h⁺ and h⁻) and W does not change in between (updates come after)."""
+    nv, nh = dims(layer)
+    into = f"{em.prefix}:wpack:{layer.name}"
+    if into not in em.buffers:
+        em.gemm_pack_b(tag, into, k=nv, n=nh, b=em.param(layer, "w"), trans_b=True, bias=True)
+    return into
+
+
 def hidden_from_visible(em: Emitter, layer, v: str, h: str, tag: str):
     """h = σ(v·Wᵀ + hbias), or the pre-activation for Gaussian hidden units."""
     nv, nh = dims(layer)
+    packed = _packed_wt(em, layer, tag) if \
+        gemm_mod.should_pack(em.batch, nh, nv, False, False) else None
     em.gemm(tag, m=em.batch, n=nh, k=nv, a=v, b=em.param(layer, "w"), trans_b=True, c=h,
-            bias=em.param(layer, "hbias"))
+            bias=em.param(layer, "hbias"), b_packed=packed)
     if not layer.attrs["gaussian_hidden"]:
-        em.launch("rbm", "rbm_sigmoid", em.batch * nh, (b(h), i(em.batch * nh)), tag)
+        em.launch("rbm", "rbm_sigmoid", -(-em.batch * nh // 8), (b(h), i(em.batch * nh)), tag)
 
 
 def visible_from_hidden(em: Emitter, layer, h: str, v: str, tag: str):
@@ -29,7 +42,7 @@ def visible_from_hidden(em: Emitter, layer, h: str, v: str, tag: str):
     nv, nh = dims(layer)
     em.gemm(tag, m=em.batch, n=nv, k=nh, a=h, b=em.param(layer, "w"), c=v,
             bias=em.param(layer, "vbias"))
-    em.launch("rbm", "rbm_sigmoid", em.batch * nv, (b(v), i(em.batch * nv)), tag)
+    em.launch("rbm", "rbm_sigmoid", -(-em.batch * nv // 8), (b(v), i(em.batch * nv)), tag)
 
 
 def sample_hidden(em: Emitter, layer, h: str, s: str, gibbs: int, tag: str):
@@ -37,7 +50,7 @@ def sample_hidden(em: Emitter, layer, h: str, s: str, gibbs: int, tag: str):
     seeded by the job seed, this layer, the training step (buffer rng:step) and ``gibbs``."""
     n = em.batch * dims(layer)[1]
     em.declare("rng:step", 1, "int32")
-    em.launch("rbm", "rbm_sample", n,
+    em.launch("rbm", "rbm_sample", -(-n // 8),
               (b(h), b(s), i(n), i(int(layer.attrs["gaussian_hidden"])), i(em.seed),
                i(em.layer_id(layer.name)), b("rng:step"), i(gibbs)), tag)
 

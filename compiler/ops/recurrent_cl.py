@@ -10,10 +10,14 @@ buffers of its own: ``cell:<copy>`` forward, ``dcell:<copy>`` backward (copy t+1
 writes copy t's, before copy t's backward reads it).
 
 Per copy and direction: the GEMMs through ``em.gemm`` (x·W_gxᵀ + b_g with the bias in the
-epilogue, then += h·W_ghᵀ), then one element-wise kernel for all the gates.
+epilogue, then += h·W_ghᵀ), then one element-wise kernel for all the gates.  The gru (the
+char-RNN's cell) goes further, see its section: its weights are packed into GEMM panels once
+per phase run (all three gates side by side: one GEMM per step for x·W_xᵀ + b and one for
+h·W_hᵀ), and its weight gradients are taken once over all steps.
 """
 from __future__ import annotations
 
+from .. import gemm as gemm_mod
 from ..emit import BackwardTargets, Emitter, b, i
 from .recurrent import GATES
 from .registry import attach_lowering
@@ -63,26 +67,43 @@ def _check_shares(em: Emitter, layer):
                                    f"({p.key})", layer.span)
 
 
-def _input_gemms(em: Emitter, layer, x, hp, gates, bufs, hh_into=None):
+def _packed_w(em: Emitter, layer, slot: str, *, k: int, n: int, trans_b: bool,
+              bias: bool = False) -> str:
+    """A buffer holding op(W)'s GEMM panels (W = the slot's param, op(W) k×n) for this phase,
+    packed by the first copy that asks: the weights change only between steps, so the 2·steps
+    GEMMs of the unrolled copies that multiply by W read panels packed once."""
+    of = unroll_info(layer)["of"]
+    into = f"{em.prefix}:wpack:{slot}{'_t' if trans_b else ''}:{of}"
+    if into not in em.buffers:
+        em.gemm_pack_b(layer.name, into, k=k, n=n, b=em.param(layer, slot), trans_b=trans_b,
+                bias=bias)
+    return into
+
+
+def _input_gemms(em: Emitter, layer, x, hp, gates, bufs, hh_into=None, prepack=False):
     """bufs[g] = x·W_gxᵀ + b_g (+ h_prev·W_ghᵀ); ``hh_into`` maps a gate whose h-product
-    goes to a separate buffer instead (gru's c)."""
+    goes to a separate buffer instead (gru's c).  ``prepack``: the weights' panels are packed
+    once per phase (``_packed_w``) and every copy's GEMM reads them."""
     d, h = layer.in_shapes[0].size, layer.attrs["hidden"]
     hh_into = hh_into or {}
     for g in gates:
         wx = "w_hx" if g == "" else f"{g}_hx"
         bias = "b" if g == "" else f"{g}_b"
+        packed = _packed_w(em, layer, wx, k=d, n=h, trans_b=True, bias=True) \
+            if prepack else None
         em.gemm(layer.name, m=em.batch, n=h, k=d, a=x, b=em.param(layer, wx), trans_b=True,
-                c=bufs[g], bias=em.param(layer, bias))
+                c=bufs[g], bias=em.param(layer, bias), b_packed=packed)
     if hp is None:
         return
     for g in gates:
         wh = "w_hh" if g == "" else f"{g}_hh"
+        packed = _packed_w(em, layer, wh, k=h, n=h, trans_b=True) if prepack else None
         if g in hh_into:
             em.gemm(layer.name, m=em.batch, n=h, k=h, a=hp, b=em.param(layer, wh),
-                    trans_b=True, c=hh_into[g])
+                    trans_b=True, c=hh_into[g], b_packed=packed)
         else:
             em.gemm(layer.name, m=em.batch, n=h, k=h, a=hp, b=em.param(layer, wh),
-                    trans_b=True, c=bufs[g], beta=1.0)
+                    trans_b=True, c=bufs[g], beta=1.0, b_packed=packed)
 
 
 def _backward_gemms(em: Emitter, layer, t: BackwardTargets, x, hp, da_x: dict, da_h: dict,
@@ -133,37 +154,161 @@ def _scratch(em: Emitter, layer, gates, kind="d") -> dict:
 
 
 # ---- gru ----------------------------------------------------------------------------------
+# The train phase keeps per-layer histories across the unrolled copies, [steps·B, width] with
+# copy t's rows at t·B: the inputs x (hist_x), the states h_prev (hist_h: copy t's h_prev in
+# slice t, written by copy t−1's forward kernel; slice 0 is the carried state, or unused), and
+# the gates' pre-activation gradients (hist_da, 4H wide: daz, dar, dac, dhc).  The per-step
+# backward only propagates (dh_prev, dx); the weight and bias gradients are taken once, by the
+# last copy the backward reaches (copy 0), as GEMMs over all steps·B rows: k = steps·B instead
+# of steps GEMMs with k = B that each read and write the whole dW.  The forward's GEMMs read
+# weight panels packed once per phase run (weights change only between steps): the three
+# gates side by side, so a step is two GEMMs (x·[W_zx|W_rx|W_cx]ᵀ + b, h·[W_zh|W_rh|W_ch]ᵀ)
+# into [B, 3·Hp] buffers (Hp: hidden rounded up to whole panels); the backward's dh GEMMs
+# read W_gh packed once per step likewise.
+
+def _hist(em: Emitter, layer, kind: str, width: int, extra: int = 0) -> str:
+    info = unroll_info(layer)
+    return em.declare(f"{em.prefix}:hist_{kind}:{info['of']}",
+                      (info["steps"] + extra) * em.batch * width)
+
+
+def _gru_stacked(em: Emitter, layer, kind: str, k: int) -> str:
+    """[W_zkᵀ | W_rkᵀ | W_ckᵀ] (kind "x": the input weights, "h": the recurrent ones) as the
+    panels of one op(B) of k × 3·Hp (Hp: hidden rounded up to whole panels), packed side by
+    side by the first copy of the phase: one GEMM then gives all three gates of a step."""
+    hidden, of = layer.attrs["hidden"], unroll_info(layer)["of"]
+    into = f"{em.prefix}:wpack:{kind}:{of}"
+    if into not in em.buffers:
+        wide = gemm_mod.packed_width(hidden)
+        for gi, g in enumerate("zrc"):
+            em.gemm_pack_b(layer.name, into, k=k, n=hidden, b=em.param(layer, f"{g}_h{kind}"),
+                    trans_b=True, bias=kind == "x", into_offset=gi * wide * k)
+    return into
+
+
+def _gru_bias(em: Emitter, layer) -> str:
+    """The three gates' biases side by side, each at its panel-aligned column (b_z, b_r, b_c
+    copied once per phase run; the padding columns are never read)."""
+    hidden, of = layer.attrs["hidden"], unroll_info(layer)["of"]
+    wide = gemm_mod.packed_width(hidden)
+    into = f"{em.prefix}:bstack:{of}"
+    if into not in em.buffers:
+        em.declare(into, 3 * wide)
+        for gi, g in enumerate("zrc"):
+            em.launch("recurrent", "stash", hidden,
+                      (b(em.param(layer, f"{g}_b")), b(into), i(hidden), i(gi * wide)),
+                      layer.name)
+    return into
+
+
+def _gru_gate_buffers(em: Emitter, layer, hp) -> tuple[str, str]:
+    """(gates, hh) of a copy: [B, 3·Hp] each — the gates' input parts x·W_gxᵀ + b_g (then
+    their values z, r, c, written in place by gru_fwd) and the recurrent parts h·W_ghᵀ."""
+    wide = 3 * gemm_mod.packed_width(layer.attrs["hidden"])
+    gates = em.declare(f"{em.prefix}:gates:{layer.name}", em.batch * wide)
+    hh = em.declare(f"{em.prefix}:gates_hh:{layer.name}", em.batch * wide) if hp else "dummy"
+    return gates, hh
+
 
 def gru_forward(em: Emitter, layer):
     _check_shares(em, layer)
-    n = em.batch * layer.attrs["hidden"]
+    hidden = layer.attrs["hidden"]
+    n, ld = em.batch * hidden, 3 * gemm_mod.packed_width(hidden)
+    d = layer.in_shapes[0].size
     hp, _ = _prev(em, layer)
-    gates = _gate_buffers(em, layer, ("z", "r", "c"))
-    hc = em.declare(f"{em.prefix}:gate_hc:{layer.name}", n) if hp else "dummy"
+    gates, hh = _gru_gate_buffers(em, layer, hp)
     y = em.declare(em.act(layer.name), n)
-    _input_gemms(em, layer, em.source(layer, 0), hp, ("z", "r", "c"), gates,
-                 hh_into={"c": hc})
-    em.launch("recurrent", "gru_fwd", n,
-              (b(gates["z"]), b(gates["r"]), b(gates["c"]), b(hc), b(hp or "dummy"), b(y),
-               i(n), i(int(hp is not None))), layer.name)
+    x = em.source(layer, 0)
+    em.gemm(layer.name, m=em.batch, n=ld, k=d, a=x, b=x, trans_b=True, c=gates,
+            bias=_gru_bias(em, layer), b_packed=_gru_stacked(em, layer, "x", d))
+    if hp is not None:
+        em.gemm(layer.name, m=em.batch, n=ld, k=hidden, a=hp, b=hp, trans_b=True, c=hh,
+                b_packed=_gru_stacked(em, layer, "h", hidden))
+    t = unroll_info(layer)["index"]
+    hist_h, keep = "dummy", em.prefix == "train"
+    if keep:
+        hist_x = _hist(em, layer, "x", d)
+        em.launch("recurrent", "stash", em.batch * d,
+                  (b(x), b(hist_x), i(em.batch * d), i(t * em.batch * d)), layer.name)
+        hist_h = _hist(em, layer, "h", hidden, extra=1)
+        if t == 0 and hp is not None:          # the carried state is copy 0's h_prev
+            em.launch("recurrent", "stash", n, (b(hp), b(hist_h), i(n), i(0)), layer.name)
+    em.launch("recurrent", "gru_fwd", (-(-hidden // 8), em.batch),
+              (b(gates), b(hh), b(hp or "dummy"), b(y), b(hist_h), i((t + 1) * n), i(n),
+               i(hidden), i(ld), i(int(hp is not None)), i(int(keep))), layer.name,
+              local=(_ROW_LOCAL, 1))
+    em.declare("dummy", 16)
+
+
+_ROW_LOCAL = 8       # work-group width of the 2-D (8 units, row) gate kernels
+
+
+_DA_COLUMNS = {"z": (0, 0), "r": (1, 1), "c": (2, 3)}   # gate → (da_x column, da_h column)
 
 
 def gru_backward(em: Emitter, layer, t: BackwardTargets):
-    n = em.batch * layer.attrs["hidden"]
+    hidden, batch = layer.attrs["hidden"], em.batch
+    d, n, wide = layer.in_shapes[0].size, batch * hidden, 4 * hidden
     hp, _ = _prev(em, layer)
-    gates = _gate_buffers(em, layer, ("z", "r", "c"))
-    hc = f"{em.prefix}:gate_hc:{layer.name}" if hp else "dummy"
-    d = _scratch(em, layer, ("z", "r", "c", "hc"))
+    info = unroll_info(layer)
+    ti, steps = info["index"], info["steps"]
+    gates, hh = _gru_gate_buffers(em, layer, hp)
+    da = _hist(em, layer, "da", wide)
+    off = ti * batch * wide
     want_dh = len(layer.sources) > 1 and t.dx[1]
     dh = em.source_grad(layer, 1) if want_dh else "dummy"
-    em.launch("recurrent", "gru_bwd", n,
-              (b(em.grad(layer.name)), b(gates["z"]), b(gates["r"]), b(gates["c"]), b(hc),
-               b(hp or "dummy"), b(d["z"]), b(d["r"]), b(d["c"]), b(d["hc"]), b(dh), i(n),
+    em.launch("recurrent", "gru_bwd", (-(-hidden // 8), batch),
+              (b(em.grad(layer.name)), b(gates), b(hh), b(hp or "dummy"), b(da), i(off),
+               i(hidden), i(3 * gemm_mod.packed_width(hidden)), b(dh), i(n),
                i(int(hp is not None)), i(int(want_dh)),
-               i(int(want_dh and t.dx_accumulate[1]))), layer.name)
-    _backward_gemms(em, layer, t, em.source(layer, 0), hp,
-                    da_x={"z": d["z"], "r": d["r"], "c": d["c"]},
-                    da_h={"z": d["z"], "r": d["r"], "c": d["hc"]}, dh_started=want_dh)
+               i(int(want_dh and t.dx_accumulate[1]))), layer.name, local=(_ROW_LOCAL, 1))
+    name = layer.name
+    if want_dh:                      # dh_prev += Σ da_h[g]·W_gh
+        for g, (_, col) in _DA_COLUMNS.items():
+            packed = _packed_w(em, layer, f"{g}_hh", k=hidden, n=hidden, trans_b=False)
+            em.gemm(name, m=batch, n=hidden, k=hidden, a=da, lda=wide,
+                    a_offset=off + col * hidden, b=em.param(layer, f"{g}_hh"), c=dh, beta=1.0,
+                    b_packed=packed)
+    if t.dx[0]:                      # dx (+)= Σ da_x[g]·W_gx
+        beta = 1.0 if t.dx_accumulate[0] else 0.0
+        for g, (col, _) in _DA_COLUMNS.items():
+            em.gemm(name, m=batch, n=d, k=hidden, a=da, lda=wide, a_offset=off + col * hidden,
+                    b=em.param(layer, f"{g}_hx"), c=em.source_grad(layer, 0), beta=beta)
+            beta = 1.0
+    # Whether each param gradient overwrites or adds is decided by the first copy the
+    # backward reaches (the last step); copy 0 then writes it for all steps.
+    key = f"gru_acc:{info['of']}"
+    if ti == steps - 1:
+        em.extras[key] = {slot: _acc(t, layer, slot) for g in _DA_COLUMNS
+                          for slot in (f"{g}_hx", f"{g}_hh", f"{g}_b")}
+    if ti != 0:
+        return
+    acc = em.extras[key]
+    rows = steps * batch
+    hist_x, hist_h = _hist(em, layer, "x", d), _hist(em, layer, "h", hidden, extra=1)
+    first = 0 if hp is not None else 1          # step 0 without a carried state: no h_prev
+    k_h = (steps - first) * batch
+    # the three gates' GEMMs share B (x's or h_prev's history): packed once when they pack
+    pack_x = gemm_mod.should_pack(hidden, d, rows, True, False)
+    pack_h = k_h > 0 and gemm_mod.should_pack(hidden, hidden, k_h, True, False)
+    px = em.gemm_pack_b(name, f"{em.prefix}:hpack_x:{info['of']}", k=rows, n=d, b=hist_x,
+                 trans_a=True) if pack_x else None
+    ph = em.gemm_pack_b(name, f"{em.prefix}:hpack_h:{info['of']}", k=k_h, n=hidden, b=hist_h,
+                 b_offset=first * n, trans_a=True) if pack_h else None
+    for g, (cx, ch) in _DA_COLUMNS.items():
+        em.gemm(name, m=hidden, n=d, k=rows, a=da, trans_a=True, lda=wide,
+                a_offset=cx * hidden, b=hist_x, c=em.pgrad(layer, f"{g}_hx"),
+                beta=acc[f"{g}_hx"], b_packed=px)
+        if k_h > 0:
+            em.gemm(name, m=hidden, n=hidden, k=k_h, a=da, trans_a=True,
+                    lda=wide, a_offset=first * batch * wide + ch * hidden, b=hist_h,
+                    b_offset=first * n, c=em.pgrad(layer, f"{g}_hh"), beta=acc[f"{g}_hh"],
+                    b_packed=ph)
+        elif not acc[f"{g}_hh"]:
+            em.fill(em.pgrad(layer, f"{g}_hh"), hidden * hidden, 0.0, name)
+        em.launch("recurrent", "col_sum_ld", -(-hidden // 8),
+                  (b(da), b(em.pgrad(layer, f"{g}_b")), i(rows), i(hidden), i(wide),
+                   i(cx * hidden), i(int(acc[f"{g}_b"]))), name, local=8)
 
 
 # ---- lstm ---------------------------------------------------------------------------------

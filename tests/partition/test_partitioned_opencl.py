@@ -23,6 +23,12 @@ softmax_loss clamps its probabilities (a per-sample loss of at most -log(1e-30) 
 SINGA) where the float64 reference does not — a difference of both float32 plans, partitioned
 or not, that says nothing about partitioning.
 
+Deep generated nets (up to 12 layers) can carry a float32 gradient further than 1e-4 from
+float64 whether partitioned or not (hypothesis found 1.99e-4 with the unpartitioned plan as
+far off).  Where a param's error passes 1e-4, the check is the issue's own: the partitioned
+float32 step must equal the unpartitioned float32 plan to 1e-4, and that plan must itself be
+that far from float64 (so the error is float32's, not the partitioning's).
+
 Generated nets (``partition_netgen``: chains and DAGs of conv, max/avg pooling, dense, four
 activations, concat on channels and on height, dropout off, softmax_loss) with random sizes,
 1-4 workers and a random dimension per layer; plus samples/cifar_convnet.singa and
@@ -41,6 +47,7 @@ import singa_dsl
 from singa_dsl.compiler.lower_partitioned import lower_partitioned
 from singa_dsl.compiler.partition_regions import computes_whole
 from singa_dsl.compiler.partition_types import payloads
+from singa_dsl.run import compile_plan
 from singa_dsl.runtime.device import Device
 from singa_dsl.runtime.executor import Executor
 from singa_dsl.runtime.simulate import reference_step
@@ -94,9 +101,23 @@ def check_step(device, program, workers, dims=None, data=None, values=None, outp
                    outputs=pp.outputs if outputs else None)
     assert abs(got.loss - ref.loss) <= RTOL * abs(ref.loss), (got.loss, ref.loss)
     worst = 0.0
+    unpartitioned = None
     for key in values:
-        e = rel_error(got.grads[key], ref.grads[key], layer_scale(program, ref.grads, key))
-        assert e <= RTOL, f"gradient of {key}: error {e:.2e} of its layer's gradient"
+        scale = layer_scale(program, ref.grads, key)
+        e = rel_error(got.grads[key], ref.grads[key], scale)
+        if e > RTOL:
+            # A deep net's float32 gradient can sit further than 1e-4 from float64 with or
+            # without partitioning; then the partitioned step must equal the unpartitioned
+            # float32 plan (what partitioning promises), and that plan must be as far off.
+            if unpartitioned is None:
+                plan = compile_plan(program)
+                unpartitioned = run_step(plan, data, values,
+                                         executor=Executor.from_plan(device, plan.kernels))
+            base = unpartitioned.grads[key]
+            assert rel_error(got.grads[key], base, scale) <= RTOL, \
+                f"gradient of {key}: error {e:.2e}, and it differs from the unpartitioned plan"
+            assert rel_error(base, ref.grads[key], scale) > RTOL / 2, \
+                f"gradient of {key}: error {e:.2e} where the unpartitioned plan is accurate"
         worst = max(worst, e)
     for layer, out in (ref.outputs.items() if outputs else ()):
         e = rel_error(got.outputs[layer], out)
