@@ -274,38 +274,33 @@ def _run_role(comm, layout, role, program, plan_for, *, steps, device, workspace
                                updated={u.param for u in base.updates})
     transport = Transport(comm)
     ws = pathlib.Path(workspace or base.job["workspace"])
-    if layout.ring:
-        from .allreduce import RingWorker
-        lo, hi = layout.rows(role.index, global_batch)
-        RingWorker(plan_for(hi - lo), layout, role, params, transport, global_batch,
-                   comm=comm, device=device, workspace=str(ws), steps=steps,
-                   quiet=quiet or role.rank != layout.driver, resume=resume,
-                   profile=profile).run()
-        return
-    if role.kind == "server":
-        from .server import ParamServer, initial_range
-        loaded, state = {}, {}
-        folder = checkpoint.latest(ws, warn=_warn) if resume else None
-        if folder is not None:
-            loaded, state, _ = checkpoint.load(folder)
+    if role.kind == "worker":
+        if layout.ring:
+            from .allreduce import RingWorker as worker_class
+            extra = {"comm": comm}
         else:
-            for init_ws in base.job.get("init_from", []):
-                f = checkpoint.latest(init_ws, warn=_warn)
-                if f is None:
-                    raise SingaConfigError(f"init_from workspace '{init_ws}' has no checkpoint",
-                                           hint="run the job that writes it first")
-                loaded.update(checkpoint.load(f)[0])
-        values, upd_state = initial_range(base, params, role, loaded, state)
-        ParamServer(base, layout, params, role, transport, values, upd_state).run()
+            from .worker import DistributedWorker as worker_class
+            extra = {}
+        lo, hi = layout.rows(role.index, global_batch)
+        worker_class(plan_for(hi - lo), layout, role, params, transport, global_batch,
+                     device=device, workspace=str(ws), steps=steps,
+                     quiet=quiet or role.rank != layout.driver, resume=resume, profile=profile,
+                     **extra).run()
         return
-    from .worker import DistributedWorker
-    lo, hi = layout.rows(role.index, global_batch)
-    plan = plan_for(hi - lo)
-    worker = DistributedWorker(plan, layout, role, params, transport, global_batch,
-                               device=device, workspace=str(ws), steps=steps,
-                               quiet=quiet or role.rank != layout.driver, resume=resume,
-                               profile=profile)
-    worker.run()
+    from .server import ParamServer, initial_range
+    loaded, state = {}, {}
+    folder = checkpoint.latest(ws, warn=_warn) if resume else None
+    if folder is not None:
+        loaded, state, _ = checkpoint.load(folder)
+    else:
+        for init_ws in base.job.get("init_from", []):
+            f = checkpoint.latest(init_ws, warn=_warn)
+            if f is None:
+                raise SingaConfigError(f"init_from workspace '{init_ws}' has no checkpoint",
+                                       hint="run the job that writes it first")
+            loaded.update(checkpoint.load(f)[0])
+    values, upd_state = initial_range(base, params, role, loaded, state)
+    ParamServer(base, layout, params, role, transport, values, upd_state).run()
 
 
 def _warn(text: str) -> None:
