@@ -48,6 +48,16 @@ class Emitter:
         self.layer_ids: dict[str, int] = {}
         self.extras: dict[str, dict] = {}        # per-layer facts the runtime needs (losses)
         self.side_lists: dict[str, list[Launch]] = {}   # other launch lists ("init", ...)
+        # Which rows of the global batch this plan computes (a distributed worker: its
+        # share); random draws are counted in global rows, so that a group of workers draws
+        # the numbers one worker would.
+        self.row0, self.rows_total = 0, batch
+
+    def rng_offset(self, n: int) -> tuple[int, int]:
+        """(first global element index, elements in the global batch) for a tensor of ``n``
+        values in this plan's rows."""
+        per = n // self.batch if self.batch else 0
+        return self.row0 * per, self.rows_total * per
 
     # ---- naming -------------------------------------------------------------------------
     def source(self, layer: LayerSpec, i: int) -> str:

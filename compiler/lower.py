@@ -8,6 +8,7 @@ no zeroing pass.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 
 from singa_dsl.errors import InternalError, SingaConfigError
@@ -25,6 +26,10 @@ EVAL_PHASES = ("test", "validate")
 # One lowering per training algorithm (SINGA's TrainOneBatch kinds): name → function that
 # emits a phase's launches after the forward pass (BP: the backward sweep).
 ALGORITHM_LOWERINGS: dict = {}
+
+# (first row, global batch) of the train phase while lowering one distributed worker's plan
+# (``singa_dsl.run.plan_with_train_batch``); None: the plan computes the whole batch.
+TRAIN_ROWS: contextvars.ContextVar = contextvars.ContextVar("train_rows", default=None)
 
 
 def lower_program(program: CheckedProgram) -> Plan:
@@ -118,6 +123,8 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
     spec = program.data[block].phases["train"]
     fields = {f"{block}.{name}": f"{phase}:data:{block}.{name}" for name in spec.fields}
     em = Emitter(batch, phase, params, fields, program.job.seed)
+    if phase == "train" and TRAIN_ROWS.get() is not None:
+        em.row0, em.rows_total = TRAIN_ROWS.get()
     for name, (shape, dtype) in spec.fields.items():
         n = batch
         for d in shape:

@@ -191,8 +191,9 @@ class _Monitor:
 # ---- inside the job ----------------------------------------------------------------------------
 def run_rank(program, plan_for, *, steps=None, device=None, workspace=None, resume=False,
              quiet=False, profile=False, on_nan="stop") -> int:
-    """This rank's part of the job.  ``plan_for(batch)``: the program's plan with the train
-    batch set to ``batch`` (each worker computes its rows of the global batch)."""
+    """This rank's part of the job.  ``plan_for(batch, row0)``: the program's plan with the
+    train batch set to ``batch`` rows from global row ``row0`` (each worker computes its rows
+    of the global batch)."""
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     layout = Layout.from_cluster(plan_for(None).cluster)
@@ -282,7 +283,7 @@ def _run_role(comm, layout, role, program, plan_for, *, steps, device, workspace
             from .worker import DistributedWorker as worker_class
             extra = {}
         lo, hi = layout.rows(role.index, global_batch)
-        worker_class(plan_for(hi - lo), layout, role, params, transport, global_batch,
+        worker_class(plan_for(hi - lo, lo), layout, role, params, transport, global_batch,
                      device=device, workspace=str(ws), steps=steps,
                      quiet=quiet or role.rank != layout.driver, resume=resume, profile=profile,
                      **extra).run()

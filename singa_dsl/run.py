@@ -7,12 +7,21 @@ def compile_plan(program):
     return lower_program(program)
 
 
-def plan_with_train_batch(program, batch: int | None):
-    """The program's plan, with the train batch set to ``batch`` (None: as written) — what
-    one worker of a group computes."""
-    import dataclasses
+def plan_with_train_batch(program, batch: int | None, row0: int = 0):
+    """The program's plan, with the train batch set to ``batch`` rows starting at global row
+    ``row0`` (None: as written) — what one worker of a group computes."""
+    from .compiler.lower import TRAIN_ROWS
     if batch is None:
         return compile_plan(program)
+    token = TRAIN_ROWS.set((row0, program.batch))
+    try:
+        return _compile_with_batch(program, batch)
+    finally:
+        TRAIN_ROWS.reset(token)
+
+
+def _compile_with_batch(program, batch: int):
+    import dataclasses
     data = {}
     for name, spec in program.data.items():
         train = spec.phases.get("train")
@@ -34,7 +43,8 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
     if layout.distributed:
         from .runtime import launch
         if launch.in_mpi_job():
-            return launch.run_rank(program, lambda b: plan_with_train_batch(program, b),
+            return launch.run_rank(program,
+                                   lambda b, row0=0: plan_with_train_batch(program, b, row0),
                                    steps=steps, device=device, workspace=workspace,
                                    resume=resume, quiet=quiet, profile=profile, on_nan=on_nan)
         _warn_about_feature_partitions(program, layout)

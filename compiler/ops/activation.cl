@@ -45,11 +45,12 @@ inline float uniform01(uint seed, uint layer, uint step, uint i) {
  * scale) is stored for the backward pass.  step[0] is written by the host once per step. */
 __kernel void dropout_fwd(__global const float *x, __global float *y, __global float *mask,
                           const int n, const float rate, const uint seed, const uint layer,
-                          __global const int *step) {
+                          __global const int *step, const uint offset) {
     int i = get_global_id(0);
     if (i >= n) return;
-    float keep = uniform01(seed, layer, (uint)step[0], (uint)i) >= rate ? 1.0f / (1.0f - rate)
-                                                                        : 0.0f;
+    /* offset: the index of this plan's first element in the global batch (a worker's rows) */
+    float keep = uniform01(seed, layer, (uint)step[0], offset + (uint)i) >= rate
+                 ? 1.0f / (1.0f - rate) : 0.0f;
     mask[i] = keep;
     y[i] = x[i] * keep;
 }

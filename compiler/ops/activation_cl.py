@@ -41,9 +41,10 @@ def dropout_forward(em: Emitter, layer):
     y = em.declare(em.act(layer.name), n)
     mask = em.declare(f"{em.prefix}:mask:{layer.name}", n)
     em.declare("rng:step", 1, "int32")
+    offset, _ = em.rng_offset(n)
     em.launch("activation", "dropout_fwd", n,
               (b(em.source(layer, 0)), b(y), b(mask), i(n), f(layer.attrs["rate"]),
-               i(em.seed), i(em.layer_id(layer.name)), b("rng:step")), layer.name)
+               i(em.seed), i(em.layer_id(layer.name)), b("rng:step"), i(offset)), layer.name)
 
 
 def dropout_backward(em: Emitter, layer, t: BackwardTargets):

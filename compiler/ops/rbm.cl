@@ -42,18 +42,22 @@ inline uint8 mix32x8(uint8 h) {
 }
 
 /* One Gibbs sample of the hidden units h (n = batch·hidden values).  Binary units: 1 where
- * u < h, with u = uniform01(seed, layer, step, gibbs·n + i).  Gaussian units (h is the
- * pre-activation): h + N(0, 1), the normal from Box–Muller on the uniforms of indices
- * 2(gibbs·n + i) and 2(gibbs·n + i) + 1.  One work-item per 8 values: binary units hash
+ * u < h, with u = uniform01(seed, layer, step, gibbs·total + offset + i) (total: the values
+ * of the global batch; offset: where this plan's rows start in it — n and 0 for one worker).
+ * Gaussian units (h is the pre-activation): h + N(0, 1), the normal from Box–Muller on the
+ * uniforms of indices 2·idx and 2·idx + 1.  One work-item per 8 values: binary units hash
  * them in vector lanes (PoCL does not vectorize the scalar hash across work-items). */
 __kernel void rbm_sample(__global const float *h, __global float *s, const int n,
                          const int gaussian, const uint seed, const uint layer,
-                         __global const int *step, const int gibbs) {
+                         __global const int *step, const int gibbs, const uint total,
+                         const uint offset) {
     const int i0 = get_global_id(0) * 8;
     if (i0 >= n) return;
     uint st = (uint)step[0];
+    /* counted in the global batch (total values; this plan's rows start at offset) */
+    const uint base = (uint)gibbs * total + offset;
     if (!gaussian && i0 + 8 <= n) {
-        const uint8 idx = (uint8)((uint)gibbs * (uint)n + (uint)i0)
+        const uint8 idx = (uint8)(base + (uint)i0)
                           + (uint8)(0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u);
         const uint8 hash = mix32x8((uint8)seed ^ mix32x8((uint8)(layer * 0x9e3779b9U)
                                    ^ mix32x8((uint8)st + 0x632be5abU * idx)));
@@ -64,7 +68,7 @@ __kernel void rbm_sample(__global const float *h, __global float *s, const int n
         return;
     }
     for (int i = i0; i < min(n, i0 + 8); ++i) {
-        uint idx = (uint)gibbs * (uint)n + (uint)i;
+        uint idx = base + (uint)i;
         if (gaussian) {
             float u1 = uniform01(seed, layer, st, 2u * idx);
             float u2 = uniform01(seed, layer, st, 2u * idx + 1u);

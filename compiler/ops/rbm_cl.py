@@ -50,9 +50,10 @@ def sample_hidden(em: Emitter, layer, h: str, s: str, gibbs: int, tag: str):
     seeded by the job seed, this layer, the training step (buffer rng:step) and ``gibbs``."""
     n = em.batch * dims(layer)[1]
     em.declare("rng:step", 1, "int32")
+    offset, total = em.rng_offset(n)
     em.launch("rbm", "rbm_sample", -(-n // 8),
               (b(h), b(s), i(n), i(int(layer.attrs["gaussian_hidden"])), i(em.seed),
-               i(em.layer_id(layer.name)), b("rng:step"), i(gibbs)), tag)
+               i(em.layer_id(layer.name)), b("rng:step"), i(gibbs), i(total), i(offset)), tag)
 
 
 def forward(em: Emitter, layer):

@@ -470,3 +470,37 @@ def test_bptt_with_carried_state_splits_over_workers_as_one(tmp_path):
     print(f"char-RNN, 20 steps: max |loss difference| 1 vs 2 workers "
           f"{np.abs(losses[0] - losses[1]).max():.2e}")
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+
+
+DROPOUT_AND_CD = {
+    "dropout": MLP.replace("h1   = relu(dense(x, 48))",
+                           "h1   = dropout(relu(dense(x, 48)), rate: 0.3)"),
+    "cd": """
+job sync {{ steps: {steps}  display: every(1)  seed: 5  checkpoint: every({ckpt})
+           workspace: "ws" }}
+data d {{ train: digits(split: "train", batch: 30, shuffle: true, normalize: (mean: 0, std: 16)) }}
+net rbm {{
+  v   = input(d.image)
+  rbm = rbm(v, 24)
+}}
+algorithm cd {{ k: 1 }}
+updater sgd {{ lr: 0.1  momentum: 0.5 }}
+cluster {{ {cluster} }}
+""",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(DROPOUT_AND_CD))
+def test_random_draws_are_counted_in_global_rows(tmp_path, name):
+    """Dropout masks and CD's Gibbs samples come from a counter-based generator indexed by
+    the element's place in the global batch, so 2 and 3 workers draw one worker's numbers."""
+    template = DROPOUT_AND_CD[name]
+    one, _ = _train_losses(tmp_path, template, "", "one", steps=20)
+    two, _ = _train_losses(tmp_path, template, "workers_per_group: 2", "two", steps=20)
+    three, _ = _train_losses(tmp_path, template, "workers_per_group: 3  reduce: ring",
+                             "three", steps=20)
+    print(f"{name}, 20 steps: max |loss difference| 2 workers {np.abs(two - one).max():.2e}, "
+          f"3 workers (ring) {np.abs(three - one).max():.2e}")
+    np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(three, one, rtol=1e-4, atol=1e-5)
