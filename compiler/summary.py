@@ -1,20 +1,14 @@
 """The table ``singac check`` prints: every layer with shapes, params and partition."""
 from __future__ import annotations
 
+from .memory import describe, estimate, human_bytes
+
 
 def _shape(t) -> str:
     if t is None:
         return "?"
     s = "x".join(str(d) for d in t.shape) or "scalar"
     return s + (" int" if t.dtype == "int32" else "")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def layer_rows(program) -> list[tuple[str, ...]]:
@@ -38,7 +32,6 @@ def render_summary(program) -> str:
              + (f", unrolled {program.net.unroll} steps" if program.net.unroll > 1 else ""),
              fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
-    from .memory import describe, estimate
     lines.append(f"total params: {program.param_count:,} "
                  f"({human_bytes(program.param_count * 4)} float32)")
     lines.append(describe(estimate(program)))

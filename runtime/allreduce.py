@@ -41,28 +41,20 @@ class RingWorker(DistributedWorker):
     # MPICH moves a non-blocking collective only inside MPI calls: whoever waits here, for a
     # copy off the device or for the sums, keeps testing the collectives in flight (sleeping
     # ~50 µs between tests: a core kept nearly idle, the ring kept moving).
-    def _drive(self) -> bool:
+    _AWAIT_MAX_SLEEP = 50e-6
+
+    def _keep_moving(self) -> bool:
         from mpi4py import MPI
         return MPI.Request.Testall(self._requests) if self._requests else True
 
-    def _await(self, event) -> None:
-        import pyopencl as cl
-        done = cl.command_execution_status.COMPLETE
-        while event.command_execution_status != done:
-            self._drive()
-            time.sleep(50e-6)
-
     def _wait(self) -> None:
-        while not self._drive():
-            time.sleep(50e-6)
+        while not self._keep_moving():
+            time.sleep(self._AWAIT_MAX_SLEEP)
         self._requests = []
 
     def train_step(self, step: int):
         from mpi4py import MPI
-        train = self.plan.phase("train")
-        self._feed(train)
-        if "rng:step" in self.executor.buffer_names:
-            self.executor.write("rng:step", np.array([step], np.int32))
+        train = self._start_step(step)
         t0 = time.perf_counter()
         copies = self._enqueue_train()
         self.numerics.enqueue()

@@ -229,3 +229,17 @@ def load(folder: pathlib.Path) -> tuple[dict, dict, dict]:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {folder} cannot be read: {e}") from None
     return params, state, meta
+
+
+def load_init_from(workspaces, warn=None) -> dict[str, np.ndarray]:
+    """The params of every ``init_from`` workspace's newest intact checkpoint, by store name
+    (later workspaces win)."""
+    from singa_dsl.errors import SingaConfigError
+    out = {}
+    for ws in workspaces:
+        folder = latest(ws, warn=warn)
+        if folder is None:
+            raise SingaConfigError(f"init_from workspace '{ws}' has no checkpoint",
+                                   hint="run the job that writes it first")
+        out.update(load(folder)[0])
+    return out

@@ -14,6 +14,7 @@ server group for Hogwild's inter-group sync.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -73,15 +74,20 @@ class Layout:
 
     # Each worker and server has a logical id (workers first, then servers); MPI ranks take
     # them in ``hosts_order``, because mpiexec fills each host's slots with consecutive ranks.
-    def _mpi_rank(self, logical: int) -> int:
-        return self._rank_of()[logical]
+    # (computed once: role() and the ranks are asked for every frame a rank handles)
+    @functools.cached_property
+    def _order(self) -> tuple[int, ...]:
+        return tuple(self.hosts_order())
 
+    @functools.cached_property
     def _rank_of(self) -> tuple[int, ...]:
-        order = self.hosts_order()
-        out = [0] * len(order)
-        for rank, logical in enumerate(order):
+        out = [0] * len(self._order)
+        for rank, logical in enumerate(self._order):
             out[logical] = rank
         return tuple(out)
+
+    def _mpi_rank(self, logical: int) -> int:
+        return self._rank_of[logical]
 
     def worker_rank(self, group: int, index: int) -> int:
         return self._mpi_rank(group * self.workers_per_group + index)
@@ -97,7 +103,7 @@ class Layout:
     def role(self, rank: int) -> Role:
         if not 0 <= rank < self.size:
             raise ValueError(f"rank {rank} is outside the job's {self.size} ranks")
-        logical = self.hosts_order()[rank]
+        logical = self._order[rank]
         if logical < self.nworkers:
             return Role("worker", *divmod(logical, self.workers_per_group), rank)
         return Role("server", *divmod(logical - self.nworkers, self.servers_per_group), rank)

@@ -294,12 +294,7 @@ def _run_role(comm, layout, role, program, plan_for, *, steps, device, workspace
     if folder is not None:
         loaded, state, _ = checkpoint.load(folder)
     else:
-        for init_ws in base.job.get("init_from", []):
-            f = checkpoint.latest(init_ws, warn=_warn)
-            if f is None:
-                raise SingaConfigError(f"init_from workspace '{init_ws}' has no checkpoint",
-                                       hint="run the job that writes it first")
-            loaded.update(checkpoint.load(f)[0])
+        loaded = checkpoint.load_init_from(base.job.get("init_from", []), warn=_warn)
     values, upd_state = initial_range(base, params, role, loaded, state)
     ParamServer(base, layout, params, role, transport, values, upd_state).run()
 

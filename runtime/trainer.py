@@ -16,7 +16,7 @@ from singa_dsl.errors import SingaConfigError, SingaError
 from . import checkpoint, numerics
 from .data import SOURCES
 from .executor import Executor
-from .initializers import InitSpec, initialize
+from .initializers import initial_values
 from .progress import Progress
 from .schedules import learning_rate
 from .updaters import UpdaterSpec
@@ -80,34 +80,12 @@ class Trainer:
                            prefetch=True)
 
     def init_params(self):
-        rng = np.random.default_rng(self.job["seed"])
-        loaded = self._load_init_from()
-        for p in self.plan.params:
-            if p.store_name in loaded:
-                value = loaded[p.store_name]
-                if tuple(value.shape) != tuple(p.shape):
-                    raise SingaConfigError(f"param '{p.store_name}' from init_from has shape "
-                                           f"{list(value.shape)}, but {p.key} needs {list(p.shape)}")
-            elif p.init is None:
-                raise SingaConfigError(f"param '{p.store_name}' ({p.key}) has no initializer and "
-                                       "was not found in the init_from checkpoints")
-            else:
-                value = initialize(InitSpec.from_json(p.init), p.shape, p.fan_in, p.fan_out, rng)
-            self.executor.write(p.buffer, value.astype(np.float32))
+        loaded = checkpoint.load_init_from(self.job.get("init_from", []), warn=self._warn)
+        for p, value in initial_values(self.plan.params, self.job["seed"], loaded):
+            self.executor.write(p.buffer, value)
             self.executor.write(p.grad, np.zeros(p.shape, np.float32))
             for s in p.state:
                 self.executor.write(s, np.zeros(p.shape, np.float32))
-
-    def _load_init_from(self) -> dict:
-        out = {}
-        for ws in self.job.get("init_from", []):
-            folder = checkpoint.latest(ws, warn=self._warn)
-            if folder is None:
-                raise SingaConfigError(f"init_from workspace '{ws}' has no checkpoint",
-                                       hint="run the job that writes it first")
-            params, _, _ = checkpoint.load(folder)
-            out.update(params)
-        return out
 
     def _warn(self, text: str):
         import sys
@@ -222,11 +200,17 @@ class Trainer:
     def _has_list(self, name: str) -> bool:
         return any(n == name for n, _ in self.plan.kernels.launch_lists)
 
-    def train_step(self, step: int) -> tuple[float, float | None]:
+    def _start_step(self, step: int):
+        """Upload the step's batch and its number (for the counter-based random draws);
+        returns the train phase."""
         train = self.plan.phase("train")
         self._feed(train)
         if "rng:step" in self.executor.buffer_names:
             self.executor.write("rng:step", np.array([step], np.int32))
+        return train
+
+    def train_step(self, step: int) -> tuple[float, float | None]:
+        train = self._start_step(step)
         if self.on_nan == "skip":
             return self._train_step_or_skip(step, train)
         self.executor.run("train")

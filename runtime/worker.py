@@ -149,16 +149,23 @@ class DistributedWorker(Trainer):
         self.executor.run("train", start)
         return out
 
+    # how long _await sleeps between checks, at most (the ring worker polls collectives
+    # more often: MPICH moves them only inside MPI calls)
+    _AWAIT_MAX_SLEEP = 1e-3
+
+    def _keep_moving(self) -> None:
+        """Let MPI move the sends in flight (they progress only when this rank calls MPI)."""
+        self.transport.progress()
+
     def _await(self, event) -> None:
-        """Wait for a copy while keeping MPI moving (sends in flight progress only when
-        this rank calls into MPI)."""
+        """Wait for a copy off the device while keeping MPI moving."""
         import pyopencl as cl
         done = cl.command_execution_status.COMPLETE
         sleep = 20e-6
         while event.command_execution_status != done:
-            self.transport.progress()
+            self._keep_moving()
             time.sleep(sleep)
-            sleep = min(1e-3, sleep * 2)
+            sleep = min(self._AWAIT_MAX_SLEEP, sleep * 2)
 
     # ---- data: the group's shard, this worker's rows --------------------------------------
     def _open_reader(self, phase):
@@ -218,16 +225,19 @@ class DistributedWorker(Trainer):
         return out
 
     # ---- params from the servers ------------------------------------------------------------
+    def _place(self, f: Frame, lo: int, hi: int) -> None:
+        """A server's values for flat[lo:hi] (usually received there already)."""
+        values = f.floats()
+        if len(values) != hi - lo:
+            raise FrameError(f"{self.layout.role(f.src).describe()} sent {len(values)} values "
+                             f"for {hi - lo} (a {f.kind.name} frame)")
+        if not np.shares_memory(values, self._flat):     # (it was received elsewhere)
+            self._flat[lo:hi] = values
+
     def _pull_ranges(self) -> None:
         """Every server's whole range (R_GET: the start, or a resume)."""
         for s, f in self._collect(Kind.R_GET, self.servers).items():
-            lo, hi = self.params_layout.servers[self.servers.index(s)]
-            values = f.floats()
-            if len(values) != hi - lo:
-                raise FrameError(f"{self.layout.role(s).describe()} sent {len(values)} values "
-                                 f"for a range of {hi - lo}")
-            if not np.shares_memory(values, self._flat):     # (it was received elsewhere)
-                self._flat[lo:hi] = values
+            self._place(f, *self.params_layout.servers[self.servers.index(s)])
         for p, r in zip(self.plan.params, self.params_layout.params):
             self.executor.write(p.buffer, self._flat[r.lo:r.hi])
 
@@ -240,13 +250,7 @@ class DistributedWorker(Trainer):
                            f.src in self.servers and
                            self.servers.index(f.src) in missing[f.target])
             s = self.servers.index(f.src)
-            a, b = self._piece_of[(f.target, s)]
-            values = f.floats()
-            if len(values) != b - a:
-                raise FrameError(f"{self.layout.role(f.src).describe()} sent {len(values)} "
-                                 f"values for a part of {b - a} of param {f.target}")
-            if not np.shares_memory(values, self._flat):     # (it was received elsewhere)
-                self._flat[a:b] = values
+            self._place(f, *self._piece_of[(f.target, s)])
             missing[f.target].discard(s)
             if not missing[f.target]:
                 del missing[f.target]
@@ -292,10 +296,7 @@ class DistributedWorker(Trainer):
 
     # ---- one step -------------------------------------------------------------------------
     def train_step(self, step: int):
-        train = self.plan.phase("train")
-        self._feed(train)
-        if "rng:step" in self.executor.buffer_names:
-            self.executor.write("rng:step", np.array([step], np.int32))
+        train = self._start_step(step)
         t0 = time.perf_counter()
         self.transport.flush()           # last step's gradients are out of _flat_grad
         copies = self._enqueue_train()
