@@ -88,8 +88,11 @@ def test_servers_own_contiguous_ranges_covering_the_params(spg, sgroups):
     assert all(a[1] == b[0] for a, b in zip(pl.servers, pl.servers[1:]))
     assert pl.masters[0][0] == 0 and pl.masters[-1][1] == pl.total
     assert {g for _, _, g in pl.masters} <= set(range(sgroups))
-    covered = sum(b - a for p in pl.params for _, a, b in [next(pl.overlapping(p.lo, p.hi))])
-    assert covered == pl.total
+    # SINGA's Slice balances the servers to within a tenth of an even share
+    even = pl.total / spg
+    assert all(abs((hi - lo) - even) <= even / 10 + 1 for lo, hi in pl.servers)
+    if sgroups > 1:                 # every server group masters a run of the params
+        assert {g for _, _, g in pl.masters} == set(range(sgroups))
 
 
 class FakeNet:
