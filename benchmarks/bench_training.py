@@ -161,11 +161,18 @@ def measure(steps: dict, seconds: float, rounds: int = ROUNDS) -> tuple[dict, di
             {name: max(r) for name, r in rates.items()})
 
 
-def singa_trainer(program_text: str, profile: bool = False):
+def singa_trainer(program_text: str, profile: bool = False, tuned: bool = True):
+    """The program's Trainer as `singac run` builds it: GEMM kernels from the tuning cache,
+    shapes missing from it measured first (``tuned``; else gemm.py's default kernels)."""
     import singa_dsl
-    from singa_dsl.run import compile_plan
+    from singa_dsl.run import compile_plan, tuned_plan
+    from singa_dsl.runtime.device import Device
     from singa_dsl.runtime.trainer import Trainer
-    trainer = Trainer(compile_plan(singa_dsl.parse(program_text)), quiet=True, profile=profile)
+    program = singa_dsl.parse(program_text)
+    device = Device.open(None, profile=profile)
+    plan = tuned_plan(lambda: compile_plan(program), device, quiet=True) if tuned else \
+        compile_plan(program)
+    trainer = Trainer(plan, device=device, quiet=True, profile=profile)
     trainer.init_params()
     trainer.run_init()
     return trainer
@@ -600,23 +607,28 @@ MODELS = {
 }
 
 
-def run_one(threads: int, seconds: float, models: list[str]) -> list[dict]:
+def run_one(threads: int, seconds: float, models: list[str],
+            default_kernels: bool = False) -> list[dict]:
     rows = []
     torch = _torch(threads)
     for key in models:
         label, unit, per_step, program, torch_maker, numpy_maker = MODELS[key]
-        trainer = singa_trainer(program())
-        steps = {"singa_dsl": singa_step(trainer)}
+        trainers = [singa_trainer(program())]
+        steps = {"singa_dsl": singa_step(trainers[0])}
+        if default_kernels:       # the same program on gemm.py's untuned defaults
+            trainers.append(singa_trainer(program(), tuned=False))
+            steps["untuned"] = singa_step(trainers[1])
         if torch:
             steps["torch"] = torch_maker(torch)
         steps["numpy"] = numpy_maker()
         try:
             rates, best = measure(steps, seconds)
         finally:
-            for r in trainer.readers.values():
-                r.close()
+            for trainer in trainers:
+                for r in trainer.readers.values():
+                    r.close()
         row = {"model": label, "unit": unit, "threads": threads}
-        for name in ("singa_dsl", "torch", "numpy"):
+        for name in ("singa_dsl", "untuned", "torch", "numpy"):
             row[name] = rates[name] * per_step if name in rates else None
             row[f"{name}_best"] = best[name] * per_step if name in best else None
         rows.append(row)
@@ -642,6 +654,8 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS),
                     help=f"comma-separated rows to run (default all: {','.join(MODELS)})")
     ap.add_argument("--json", action="store_true", help="print rows as JSON (for the driver)")
+    ap.add_argument("--untuned", action="store_true",
+                    help="also time singa_dsl on gemm.py's default GEMM kernels (no autotune)")
     ap.add_argument("--write-programs", metavar="DIR",
                     help="write each row's singa_dsl program to DIR/<model>.singa and exit "
                          "(to profile one: singac run DIR/conv.singa --steps 20 --profile)")
@@ -658,13 +672,14 @@ def main():
             print(folder / f"{key}.singa")
         return
     if args.threads:
-        rows = run_one(args.threads, args.seconds, models)
+        rows = run_one(args.threads, args.seconds, models, args.untuned)
         print(json.dumps(rows) if args.json else _table(rows))
         return
     rows, loads = [], [load_average()]
     for threads in sorted({1, os.cpu_count() or 1}):
         out = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--json",
-                              "--seconds", str(args.seconds), "--models", ",".join(models)],
+                              "--seconds", str(args.seconds), "--models", ",".join(models),
+                              *["--untuned"] * args.untuned],
                              env=thread_env(threads), check=True, capture_output=True,
                              text=True).stdout
         rows += json.loads(out.strip().splitlines()[-1])
@@ -680,16 +695,21 @@ def _ratio(a, b) -> str:
 def _table(rows: list[dict]) -> str:
     """Rates are medians of the timed windows; the 'best' ratios compare the fastest windows
     (least disturbed by other processes)."""
+    untuned = any(r.get("untuned") for r in rows)
+    extra = f" {'untuned':>9} {'vs untuned':>10}" if untuned else ""
     head = (f"{'model':<52} {'thr':>3} {'singa_dsl':>9} {'torch':>9} {'numpy':>9} "
-            f"{'vs torch':>8} {'vs numpy':>8}  {'best: vs torch':>14} {'vs numpy':>8}  unit/s")
+            f"{'vs torch':>8} {'vs numpy':>8}  {'best: vs torch':>14} {'vs numpy':>8}"
+            f"{extra}  unit/s")
     lines = [head, "-" * len(head)]
     for r in rows:
         t = f"{r['torch']:9.0f}" if r["torch"] else f"{'-':>9}"
+        u = (f" {r['untuned']:9.0f} {_ratio(r['singa_dsl'], r['untuned']):>10}"
+             if r.get("untuned") else f" {'-':>9} {'-':>10}") if untuned else ""
         lines.append(
             f"{r['model']:<52} {r['threads']:>3} {r['singa_dsl']:9.0f} {t} {r['numpy']:9.0f} "
             f"{_ratio(r['singa_dsl'], r['torch']):>8} {_ratio(r['singa_dsl'], r['numpy']):>8}  "
             f"{_ratio(r.get('singa_dsl_best'), r.get('torch_best')):>14} "
-            f"{_ratio(r.get('singa_dsl_best'), r.get('numpy_best')):>8}  "
+            f"{_ratio(r.get('singa_dsl_best'), r.get('numpy_best')):>8}{u}  "
             f"{r.get('unit', 'samples')}")
     return "\n".join(lines)
 

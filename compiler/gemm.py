@@ -159,6 +159,13 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
     """
     if min(m, n, k) < 0:
         raise ValueError(f"gemm: negative size m={m} n={n} k={k}")
+    if pack is None and tile is None and k_chunk is None and b_packed is None and m * n * k:
+        # left to the rules: a tuned choice for this shape, when lowering under one
+        from .gemm_tuning import GemmKey, lookup    # (gemm_tuning imports this module)
+        choice = lookup(GemmKey(("t" if trans_a else "n") + ("t" if trans_b else "n"),
+                                bias is not None, m, n, k))
+        if choice is not None:
+            pack, tile, k_chunk = choice.pack, choice.tile, choice.k_chunk
     lda = lda if lda is not None else (m if trans_a else k)
     ldb = ldb if ldb is not None else (k if trans_b else n)
     ldc = ldc if ldc is not None else n

@@ -71,6 +71,11 @@ def launch(file: str, layout: Layout, options: list[str], *, hosts: str | None =
         resume = True
 
 
+def worker_threads(layout, threads: int | None = None) -> int:
+    """OpenCL threads per worker rank: ``threads``, else this machine's cores shared out."""
+    return threads or max(1, (os.cpu_count() or 1) // max(1, layout.nworkers))
+
+
 def _launch_once(file, layout, options, hosts, threads) -> tuple[int, str | None]:
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="singa-run-"))
     monitor = _Monitor(run_dir / "monitor.sock")
@@ -78,8 +83,7 @@ def _launch_once(file, layout, options, hosts, threads) -> tuple[int, str | None
     env[RUN_DIR_ENV] = str(run_dir)
     # Each worker's OpenCL driver gets its share of this machine's cores, not all of them
     # (the servers use numpy on one thread).
-    per_worker = threads or max(1, (os.cpu_count() or 1) // max(1, layout.nworkers))
-    env.setdefault("POCL_MAX_PTHREAD_COUNT", str(per_worker))
+    env.setdefault("POCL_MAX_PTHREAD_COUNT", str(worker_threads(layout, threads)))
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = [mpiexec_path()]

@@ -18,6 +18,7 @@ EXAMPLES = {
     "graph": "singac graph samples/cifar_convnet.singa --format svg -o convnet.svg",
     "fmt": "singac fmt samples/mnist_mlp.singa --write",
     "run": "singac run samples/mnist_mlp.singa --steps 200",
+    "tune": "singac tune samples/mnist_mlp.singa --threads 1",
     "plan": "singac plan samples/cifar_convnet.singa --workers 2 --explain",
     "test": "singac test samples/mnist_mlp.singa --checkpoint runs/mnist_mlp",
     "init": "singac init model.singa && singac model.singa",
@@ -95,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     c.add_argument("--profile", action="store_true",
                    help="print the time spent per layer and per kernel (OpenCL events)")
+    c.add_argument("--no-tune", dest="tune", action="store_false", default=None,
+                   help="do not measure GEMM kernels for shapes missing from the tuning "
+                   "cache (use the defaults; also SINGA_TUNE=0)")
+
+    c = cmd("tune", "measure the fastest GEMM kernels for a program's shapes on this device "
+            "and cache them (singac run does it on first use)")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--device", help="OpenCL device, as for run")
+    c.add_argument("--threads", type=int, metavar="N",
+                   help="OpenCL threads to tune for (default: what PoCL uses, all cores)")
+    c.add_argument("--force", action="store_true", help="measure cached shapes again")
+    c.add_argument("--quiet", "-q", action="store_true", help="print nothing")
 
     c = cmd("import", "translate a SINGA job.conf or a Caffe prototxt (+ solver) into .singa")
     c.add_argument("file", metavar="FILE", help="job.conf, train_val.prototxt or solver.prototxt")
@@ -261,9 +274,24 @@ def _run(args) -> int:
                              workspace=args.workspace, resume=args.resume, quiet=args.quiet,
                              profile=args.profile, hosts=args.hosts,
                              max_restarts=args.max_restarts, threads=args.threads,
-                             on_nan=args.on_nan)
+                             on_nan=args.on_nan, tune=args.tune)
         if isinstance(result, int) and result:
             return result          # a distributed job's exit code
+    return 0
+
+
+def _tune(args) -> int:
+    import os
+    from . import load
+    from .run import tune_program
+    if args.threads is not None:      # PoCL reads it when its platform starts, below
+        if args.threads < 1:
+            from .errors import SingaConfigError
+            raise SingaConfigError(f"--threads must be at least 1, not {args.threads}")
+        os.environ["POCL_MAX_PTHREAD_COUNT"] = str(args.threads)
+    for f in args.files:
+        program = load(f)
+        tune_program(program, device=args.device, force=args.force, quiet=args.quiet)
     return 0
 
 
@@ -438,7 +466,8 @@ def _read(p: pathlib.Path) -> str:
         raise SingaError(f"cannot read {p}: {e}") from None
 
 
-_COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "plan": _plan,
+_COMMANDS = {"check": _check, "graph": _graph, "fmt": _fmt, "run": _run, "tune": _tune,
+             "plan": _plan,
              "test": _test, "sample": _sample, "init": _init,
              "import": _import, "plot": _plot, "filters": _filters,
              "completion": _completion}

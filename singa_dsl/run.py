@@ -32,22 +32,95 @@ def _compile_with_batch(program, batch: int):
     return compile_plan(dataclasses.replace(program, data=data))
 
 
+def _say(quiet: bool):
+    import sys
+    return None if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+
+
+def tuned_plan(lower, device, *, tune: bool | None = None, quiet: bool = False):
+    """``lower()``'s plan with the GEMM kernels measured fastest on ``device`` (an open
+    Device: shapes not yet in the tuning cache are measured first, unless ``tune`` is False
+    or SINGA_TUNE=0; or a selector string/None: cached choices only, nothing measured)."""
+    from .runtime import autotune
+    if device is None or isinstance(device, str):
+        return autotune.lower_cached(lower, device)
+    return autotune.lower_tuned(lower, device, tune=tune, say=_say(quiet))
+
+
+def _worker_plans(program, layout):
+    """(rows, row0) of each distinct worker plan of a group: what its ranks compile."""
+    batch = program.batch
+    if not layout.distributed:
+        return [(None, 0)]
+    out = {}
+    for w in range(layout.workers_per_group):
+        lo, hi = layout.rows(w, batch)
+        out.setdefault(hi - lo, (hi - lo, lo))
+    return list(out.values())
+
+
+def tune_program(program, *, device=None, force: bool = False, quiet: bool = False):
+    """Measure the fastest GEMM kernels for every shape the program's plans use on this
+    device (each worker's rows, for a cluster) and cache them (``singac tune``).  Returns
+    the measured results."""
+    import dataclasses
+    from .runtime import autotune
+    from .runtime.cluster import Layout
+    from .runtime.device import Device
+    layout = Layout.from_cluster(dataclasses.asdict(program.cluster))
+    dev = device if device is not None and not isinstance(device, str) else Device.open(device)
+    keys = set()
+    for rows, row0 in _worker_plans(program, layout):
+        keys |= autotune.gemm_keys(lambda: plan_with_train_batch(program, rows, row0), dev,
+                                   cached=not force)
+    say = _say(quiet)
+    if not keys:
+        if say:
+            say(f"every GEMM shape of {program.file} is tuned for {dev.name} "
+                f"({dev.compute_units} compute units); --force measures them again")
+        return []
+    return autotune.tune_and_record(dev, keys, say=say)
+
+
+def _pretune(program, layout, *, device, threads, quiet) -> None:
+    """Before starting the ranks: measure the workers' GEMM shapes not yet cached, in a
+    process with a worker's thread count (PoCL's threads are fixed when it starts), so that
+    each rank finds its choices in the cache."""
+    import subprocess
+    import sys
+    from .runtime import autotune, launch
+    if not autotune.tuning_enabled() or not __import__("pathlib").Path(program.file).is_file():
+        return
+    env = dict(__import__("os").environ)
+    env.setdefault("POCL_MAX_PTHREAD_COUNT", str(launch.worker_threads(layout, threads)))
+    cmd = [sys.executable, "-m", "singa_dsl.cli", "tune", str(program.file)]
+    cmd += ["--device", str(device)] * (device is not None) + ["--quiet"] * bool(quiet)
+    if subprocess.run(cmd, env=env).returncode:
+        print("warning: tuning the workers' GEMMs failed; they use the default kernels",
+              file=sys.stderr)
+
+
 def run_program(program, *, steps=None, device=None, workspace=None, resume=False, quiet=False,
                 reference=False, profile=False, hosts=None, max_restarts=0, threads=None,
-                on_nan="stop"):
+                on_nan="stop", tune: bool | None = None):
     """Train: in this process for one worker and one server; on MPI otherwise — ``singac``
-    starts the ranks itself, or, inside an ``mpiexec`` the user started, runs this rank."""
+    starts the ranks itself, or, inside an ``mpiexec`` the user started, runs this rank.
+    ``tune``: measure the GEMM shapes missing from the tuning cache first (None: unless
+    SINGA_TUNE=0; see runtime/autotune.py)."""
     import dataclasses
     from .runtime.cluster import Layout
     layout = Layout.from_cluster(dataclasses.asdict(program.cluster))
     if layout.distributed:
         from .runtime import launch
         if launch.in_mpi_job():
-            return launch.run_rank(program,
-                                   lambda b, row0=0: plan_with_train_batch(program, b, row0),
-                                   steps=steps, device=device, workspace=workspace,
-                                   resume=resume, quiet=quiet, profile=profile, on_nan=on_nan)
+            return launch.run_rank(
+                program, lambda b, row0=0: tuned_plan(
+                    lambda: plan_with_train_batch(program, b, row0), device),
+                steps=steps, device=device, workspace=workspace, resume=resume, quiet=quiet,
+                profile=profile, on_nan=on_nan)
         _warn_about_feature_partitions(program, layout)
+        if tune is not False:
+            _pretune(program, layout, device=device, threads=threads, quiet=quiet)
         options = []
         for flag, value in (("--steps", steps), ("--device", device),
                             ("--workspace", workspace), ("--on-nan", on_nan)):
@@ -60,7 +133,10 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
     if device is None or isinstance(device, str):
         from .compiler.memory import check_device_fit
         check_device_fit(program, device)     # located in the program, before any allocation
-    plan = compile_plan(program)
+    from .runtime.device import Device
+    if device is None or isinstance(device, str):
+        device = Device.open(device, profile=profile)
+    plan = tuned_plan(lambda: compile_plan(program), device, tune=tune, quiet=quiet)
     trainer = Trainer(plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
                       resume=resume, profile=profile, on_nan=on_nan)
     return trainer.run()

@@ -1,0 +1,182 @@
+"""Which GEMM kernel each shape gets: the autotuner's choices, as the lowering sees them.
+
+``gemm_launch`` decides by rules when a caller leaves packing and tile open (``should_pack``,
+the DEFAULT_TILES).  The rules were measured on one machine and are right on average; per
+shape and per device the best kernel differs by up to ~2× (a 64-row GEMM that packs its
+20 MB B spends as long packing as multiplying; the dot family's best block depends on k).
+``runtime/autotune.py`` measures the candidates below on the device and caches the winners;
+lowering under ``tuned(table)`` then gives every GEMM that was left to the rules the
+measured choice instead, and records the shapes the table lacks (``misses``) so that they
+can be tuned and the plan lowered again.
+
+Only GEMMs whose caller left both ``pack`` and ``tile`` open and passed no pre-packed B are
+tuned: a pre-packed B fixes the panel width, and explicit choices are the caller's.
+"""
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Mapping
+
+from .gemm import DEFAULT_TILES, K_CHUNK, GemmTile
+
+
+@dataclass(frozen=True, order=True)
+class GemmKey:
+    """A GEMM as the tuner sees it: transposes, bias epilogue and sizes (leading dimensions
+    and offsets do not change which kernel is fastest enough to matter)."""
+    variant: str        # "nn", "nt", "tn" or "tt"
+    bias: bool
+    m: int
+    n: int
+    k: int
+
+    @property
+    def trans_a(self) -> bool:
+        return self.variant[0] == "t"
+
+    @property
+    def trans_b(self) -> bool:
+        return self.variant[1] == "t"
+
+    @property
+    def text(self) -> str:
+        return f"{self.variant}{'+bias' if self.bias else ''} {self.m}x{self.n}x{self.k}"
+
+    @classmethod
+    def parse(cls, text: str) -> "GemmKey":
+        """The inverse of ``text`` (the cache's keys); ValueError when malformed."""
+        head, sizes = text.split(" ")
+        variant, bias = (head[:-5], True) if head.endswith("+bias") else (head, False)
+        m, n, k = (int(s) for s in sizes.split("x"))
+        if variant not in ("nn", "nt", "tn", "tt") or min(m, n, k) < 1:
+            raise ValueError(f"not a GEMM key: {text!r}")
+        return cls(variant, bias, m, n, k)
+
+    @property
+    def flop(self) -> int:
+        return 2 * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class GemmChoice:
+    """How to run one GEMM: packed or in place, the register tile, and (packed) the slice
+    of k multiplied per launch."""
+    pack: bool
+    tile: GemmTile
+    k_chunk: int = K_CHUNK
+
+    @property
+    def label(self) -> str:
+        t = self.tile
+        how = f"packed k{self.k_chunk}" if self.pack else "direct"
+        return f"{how} {t.label} wg{t.lx}x{t.ly}"
+
+    def to_json(self) -> dict:
+        t = self.tile
+        return {"pack": self.pack, "k_chunk": self.k_chunk,
+                "tile": [t.mr, t.nr, t.vw, t.lx, t.ly, t.pf]}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "GemmChoice":
+        """From a cache entry; ValueError/TypeError/KeyError when it is not one (the cache
+        is a file on disk: anything may be in it)."""
+        mr, nr, vw, lx, ly, pf = (int(v) for v in d["tile"])
+        if max(mr, nr) > 64 or max(lx, ly) > 64 or not 0 <= pf <= 256:
+            raise ValueError(f"tile out of range: {d['tile']}")
+        k_chunk = int(d["k_chunk"])
+        if not 16 <= k_chunk <= 1 << 16 or not isinstance(d["pack"], bool):
+            raise ValueError(f"bad choice {d!r}")
+        return cls(d["pack"], GemmTile(mr, nr, vw, lx, ly, pf), k_chunk)
+
+    def check(self, key: GemmKey) -> None:
+        """ValueError when this choice cannot run ``key`` (a cache entry written for another
+        shape or by another version)."""
+        from .gemm import GemmSpec
+        GemmSpec(key.trans_a, key.trans_b, key.bias, self.pack, self.tile).resolved_tile
+
+
+def default_choice(key: GemmKey) -> GemmChoice:
+    """What the rules of gemm.py pick for this shape (the tuner's baseline)."""
+    from .gemm import should_pack
+    pack = should_pack(key.m, key.n, key.k, key.trans_a, key.trans_b)
+    family = "packed" if pack else ("dot" if key.variant == "nt" else "outer")
+    return GemmChoice(pack, DEFAULT_TILES[family], K_CHUNK)
+
+
+# Register blocks to try, by vector width.  AVX2 (8 floats, 16 registers): an MR×NR block
+# of C takes MR·NR/8 accumulators, plus the B vectors and a broadcast — 6×16, 4×24 and 3×32
+# fill 12 of them, 8×8 and 4×16 leave room for deeper prefetch.  AVX-512 (16 floats,
+# 32 registers): 8×32 and 6×32 (16 and 12 zmm accumulators).
+_OUTER_TILES = {8: ((6, 16), (4, 16), (4, 24), (3, 32), (8, 8)),
+                16: ((8, 32), (6, 32), (4, 32), (12, 16))}
+_DOT_TILES = {8: ((4, 3), (4, 4), (2, 4), (3, 4), (6, 2), (2, 2)),
+              16: ((4, 3), (2, 4), (4, 2))}
+# Work-group shapes: PoCL runs a group's work-items as one loop, so 4×4 shares op(A) rows
+# and op(B) columns between neighbours in cache; 16×1 walks one row of blocks (one A panel
+# against 16 B panels), 2×8 one column.  Each shape is one more JIT of the kernel.
+_GROUPS = ((16, 1), (2, 8))
+_K_CHUNKS = (256, 1024)
+
+
+def candidates(key: GemmKey, vector_widths=(8,)) -> list[GemmChoice]:
+    """The first round the tuner measures for ``key`` on a device whose native float vectors
+    are ``vector_widths`` wide: every register block, packed and in place, in the default
+    work-group shape; the rules' choice first (ties keep it)."""
+    out = [default_choice(key)]
+    packable = key.m >= 2 and key.n >= 8
+    for vw in vector_widths:
+        for mr, nr in _OUTER_TILES.get(vw, ()):
+            if packable:
+                out.append(GemmChoice(True, GemmTile(mr, nr, vw)))
+            if key.variant != "nt":
+                for pf in (0, 16):
+                    out.append(GemmChoice(False, GemmTile(mr, nr, vw, pf=pf)))
+        if key.variant == "nt":
+            out += [GemmChoice(False, GemmTile(mr, nr, vw)) for mr, nr in _DOT_TILES.get(vw, ())]
+    return list(dict.fromkeys(out))
+
+
+def refinements(choice: GemmChoice, key: GemmKey) -> list[GemmChoice]:
+    """The second round around a good first-round choice: other work-group shapes and, when
+    packed and k is long enough to be cut, other slices of k."""
+    out = [GemmChoice(choice.pack, replace(choice.tile, lx=lx, ly=ly), choice.k_chunk)
+           for lx, ly in _GROUPS]
+    if choice.pack:
+        out += [replace(choice, k_chunk=kc) for kc in _K_CHUNKS
+                if kc != choice.k_chunk and (kc < key.k or choice.k_chunk < key.k)]
+    return out
+
+
+@dataclass
+class TuningScope:
+    """The table one lowering reads, and the keys it asked for that the table lacks."""
+    table: Mapping[GemmKey, GemmChoice]
+    misses: set[GemmKey] = field(default_factory=set)
+    used: set[GemmKey] = field(default_factory=set)
+
+
+_SCOPE: ContextVar[TuningScope | None] = ContextVar("singa_gemm_tuning", default=None)
+
+
+@contextlib.contextmanager
+def tuned(table: Mapping[GemmKey, GemmChoice]) -> Iterator[TuningScope]:
+    """Lower under ``table``: GEMMs left to the rules take its choice for their shape."""
+    scope = TuningScope(dict(table))
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+def lookup(key: GemmKey) -> GemmChoice | None:
+    """The tuned choice for ``key`` in the current scope (None: use the rules), noting a
+    miss for the tuner."""
+    scope = _SCOPE.get()
+    if scope is None:
+        return None
+    choice = scope.table.get(key)
+    (scope.used if choice is not None else scope.misses).add(key)
+    return choice

@@ -1,0 +1,309 @@
+"""GEMM autotuning: measure each shape's candidate kernels on the device, keep the fastest,
+cache the choice by device and shape.
+
+A plan is lowered under the cached table (``compiler/gemm_tuning.tuned``); the GEMM shapes
+it lacks are measured here — two rounds: every register block, packed and in place, then
+other work-group shapes and k slices around the two best — and the plan is lowered again.
+Each candidate's result is checked against float64 numpy before it may win, so a kernel
+that miscomputes on some device is never chosen.  The first run on a device pays the
+measuring (seconds; `singac tune` does it ahead of time); later runs read the cache.
+
+The cache is a JSON file (``$SINGA_TUNE_CACHE``, else ``$XDG_CACHE_HOME/singa_dsl/
+gemm-tuning.json``, else ``~/.cache/...``), keyed by the device's identity (platform, name,
+driver) and its compute units — PoCL's thread count changes which tile wins.  It holds
+only numbers that are validated on reading; an unreadable file is reported and rebuilt,
+never trusted.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from singa_dsl.compiler.gemm import gemm_launch, largest_buffers
+from singa_dsl.compiler.gemm_tuning import (GemmChoice, GemmKey, candidates, default_choice,
+                                            refinements, tuned)
+from .plan_types import BufferDecl
+
+CACHE_VERSION = 1
+ENV_CACHE = "SINGA_TUNE_CACHE"
+ENV_TUNE = "SINGA_TUNE"           # "0": never measure (cached choices still apply)
+MAX_REL_ERROR = 1e-4              # a candidate off by more than this from float64 is refused
+SAMPLE_SECONDS = 0.004            # a timed sample repeats the GEMM at least this long
+FINALISTS = 2                     # first-round winners whose neighbourhood is measured
+FINAL_PASSES = 5
+MIN_GAIN = 0.03                   # what a choice must gain over the rules' to replace them
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One shape's outcome: the choice and the seconds per call it and the rules took."""
+    key: GemmKey
+    choice: GemmChoice
+    seconds: float
+    default_seconds: float
+    candidates: int
+
+    @property
+    def speedup(self) -> float:
+        return self.default_seconds / self.seconds if self.seconds > 0 else 1.0
+
+
+def tuning_enabled(explicit: bool | None = None) -> bool:
+    """``explicit`` when given (a --no-tune flag), else SINGA_TUNE (default on)."""
+    if explicit is not None:
+        return explicit
+    return os.environ.get(ENV_TUNE, "1").strip().lower() not in ("0", "no", "off", "false")
+
+
+def device_key(device) -> str:
+    """What a tuned choice is valid for: platform, device and driver (as the program cache
+    keys builds), and the compute units — PoCL's thread count."""
+    d = getattr(device, "cl_device", device)      # a Device, or a pyopencl device
+    return (f"{d.platform.name.strip()}|{d.name.strip()}|{d.version}|{d.driver_version}|"
+            f"{int(d.max_compute_units)} CU")
+
+
+def vector_widths(device) -> tuple[int, ...]:
+    """Float vector widths worth trying: 8 always (the AVX2 shape), 16 where the device
+    prefers it (AVX-512, PoCL reports 16)."""
+    preferred = int(getattr(device.cl_device, "preferred_vector_width_float", 8) or 8)
+    return (8, 16) if preferred >= 16 else (8,)
+
+
+# ---- the cache ----------------------------------------------------------------------------
+
+def default_cache_path() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "singa_dsl" / "gemm-tuning.json"
+
+
+class TuneCache:
+    """The choices measured so far, by device key and GEMM key, in one JSON file."""
+
+    def __init__(self, path: str | os.PathLike | None = None, warn=None):
+        self.path = Path(path) if path is not None else default_cache_path()
+        self._warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
+
+    def _read(self) -> dict:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self._warn(f"cannot read the GEMM tuning cache {self.path}: {exc.strerror}; "
+                       "tuning as if it were empty")
+            return {}
+        try:
+            data = json.loads(raw.decode("utf-8"))      # a UnicodeError is a ValueError
+            if not isinstance(data, dict) or data.get("version") != CACHE_VERSION \
+                    or not isinstance(data.get("devices"), dict):
+                raise ValueError("not a version-1 tuning cache")
+        except ValueError as exc:
+            self._warn(f"the GEMM tuning cache {self.path} is unreadable ({exc}); it will be "
+                       "rebuilt")
+            return {}
+        return data["devices"]
+
+    def table(self, device: str) -> dict[GemmKey, GemmChoice]:
+        """The valid entries for one device (an invalid entry is skipped, not fatal)."""
+        entries = self._read().get(device, {})
+        table, bad = {}, 0
+        for text, entry in (entries.items() if isinstance(entries, dict) else ()):
+            try:
+                key, choice = GemmKey.parse(text), GemmChoice.from_json(entry)
+                choice.check(key)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                bad += 1
+                continue
+            table[key] = choice
+        if bad:
+            self._warn(f"{bad} entries of the GEMM tuning cache {self.path} are invalid and "
+                       "were ignored")
+        return table
+
+    def record(self, device: str, results: Iterable[Tuned]) -> None:
+        """Merge results into the file: read, update, write a temporary file, rename (a
+        crash or a second process never leaves a half-written cache)."""
+        devices = self._read()
+        mine = devices.get(device) if isinstance(devices.get(device), dict) else {}
+        for r in results:
+            mine[r.key.text] = {**r.choice.to_json(), "us": round(r.seconds * 1e6, 1),
+                                "default_us": round(r.default_seconds * 1e6, 1)}
+        devices[device] = mine
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".gemm-tuning-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": CACHE_VERSION, "devices": devices}, f, indent=1,
+                          sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+# ---- measuring ----------------------------------------------------------------------------
+
+class _Bench:
+    """One shape's operands on the device, and its float64 reference."""
+
+    def __init__(self, device, key: GemmKey, choices: list[GemmChoice], seed: int = 0):
+        from .executor import Executor
+        rng = np.random.default_rng(seed)
+        m, n, k = key.m, key.n, key.k
+        a = rng.standard_normal((k, m) if key.trans_a else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if key.trans_b else (k, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        opa = a.T if key.trans_a else a
+        opb = b.T if key.trans_b else b
+        self.want = opa.astype(np.float64) @ opb.astype(np.float64) + \
+            (bias if key.bias else 0.0)
+        self.scale = max(float(np.abs(self.want).max()), 1e-30)
+        self.key = key
+        self._last: dict[GemmChoice, float] = {}
+        emits = {c: gemm_launch(m=m, n=n, k=k, a="a", b="b", c="c", trans_a=key.trans_a,
+                                trans_b=key.trans_b, bias="bias" if key.bias else None,
+                                pack=c.pack, tile=c.tile, k_chunk=c.k_chunk)
+                 for c in choices}
+        self.names = {c: f"c{i}" for i, c in enumerate(choices)}
+        buffers = largest_buffers([BufferDecl("a", a.nbytes), BufferDecl("b", b.nbytes),
+                                   BufferDecl("c", m * n * 4), BufferDecl("bias", bias.nbytes),
+                                   *(d for e in emits.values() for d in e.buffers)])
+        programs = {p.name: p for e in emits.values() for p in e.programs}
+        self.ex = Executor(device, buffers, list(programs.values()),
+                           {self.names[c]: e.launches for c, e in emits.items()})
+        for name, value in (("a", a), ("b", b), ("bias", bias)):
+            self.ex.write(name, value)
+
+    def error(self, choice: GemmChoice) -> float:
+        """Relative max error of the choice's result (its first run: builds and JITs)."""
+        self.ex.write("c", np.full((self.key.m, self.key.n), np.nan, np.float32))
+        self.ex.run(self.names[choice])
+        got = self.ex.read("c", (self.key.m, self.key.n)).astype(np.float64)
+        err = np.abs(got - self.want).max() / self.scale
+        return float(err) if np.isfinite(err) else math.inf
+
+    def seconds(self, choice: GemmChoice) -> float:
+        """Seconds per call over one sample: at least SAMPLE_SECONDS of back-to-back calls
+        (enqueued without waiting, then one finish)."""
+        name = self.names[choice]
+        calls = max(1, min(64, int(SAMPLE_SECONDS / self._last.get(choice, SAMPLE_SECONDS))))
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            self.ex.run(name)
+        self.ex.finish()
+        took = (time.perf_counter() - t0) / calls
+        self._last[choice] = took
+        return took
+
+
+def tune_key(device, key: GemmKey) -> Tuned:
+    """Measure ``key``'s candidates; the fastest correct one wins if it beats the rules'
+    choice by MIN_GAIN (a closer race is noise on a shared machine: keep the default)."""
+    first = candidates(key, vector_widths(device))
+    times = _measure(device, key, first, passes=2)
+    ranked = sorted(times, key=times.get)
+    second = [c for f in ranked[:FINALISTS] for c in refinements(f, key) if c not in times]
+    times.update(_measure(device, key, second, passes=2))
+    base = default_choice(key)
+    finalists = list(dict.fromkeys([base, *sorted(times, key=times.get)[:FINALISTS + 1]]))
+    final = _measure(device, key, finalists, passes=FINAL_PASSES)
+    best = min(final, key=final.get)
+    base_s = final.get(base, math.inf)
+    if base in final and final[best] > base_s * (1 - MIN_GAIN):
+        best = base
+    return Tuned(key, best, final[best], base_s, len(times))
+
+
+def _measure(device, key, choices, passes) -> dict[GemmChoice, float]:
+    """Fastest sample of each correct choice over ``passes`` interleaved passes: a burst of
+    load from other processes then slows one sample of every choice, not all of one."""
+    if not choices:
+        return {}
+    bench = _Bench(device, key, choices)
+    ok = [c for c in choices if bench.error(c) <= MAX_REL_ERROR]
+    out = {c: math.inf for c in ok}
+    for _ in range(passes):
+        for c in ok:
+            out[c] = min(out[c], bench.seconds(c))
+    return out
+
+
+def tune_keys(device, keys: Iterable[GemmKey], say: Callable[[str], None] | None = None
+              ) -> list[Tuned]:
+    keys = sorted(set(keys), key=lambda k: -k.flop)
+    out = []
+    for i, key in enumerate(keys, 1):
+        r = tune_key(device, key)
+        out.append(r)
+        if say:
+            say(f"  [{i}/{len(keys)}] {key.text:24s} {r.choice.label:28s} "
+                f"{r.seconds * 1e3:8.3f} ms  ({r.speedup:.2f}x the default)")
+    return out
+
+
+def tune_and_record(device, keys, *, cache: TuneCache | None = None,
+                    say: Callable[[str], None] | None = None) -> list[Tuned]:
+    """Measure ``keys`` on ``device`` and add the winners to the cache."""
+    cache = cache or TuneCache()
+    if say:
+        say(f"tuning {len(keys)} GEMM shapes for {device.name} "
+            f"({device.compute_units} compute units), once: cached in {cache.path}")
+    t0 = time.perf_counter()
+    results = tune_keys(device, keys, say)
+    cache.record(device_key(device), results)
+    if say:
+        tuned_s = sum(r.seconds for r in results)
+        default_s = sum(r.default_seconds for r in results)
+        say(f"tuned in {time.perf_counter() - t0:.1f} s: one call of each shape "
+            f"{tuned_s * 1e3:.3f} ms, {default_s / max(tuned_s, 1e-12):.2f}x the default "
+            f"kernels' {default_s * 1e3:.3f} ms")
+    return results
+
+
+def gemm_keys(lower: Callable[[], object], device, *, cached: bool = True,
+              cache: TuneCache | None = None) -> set[GemmKey]:
+    """The tunable GEMM shapes ``lower()`` uses — only those the cache lacks when
+    ``cached``."""
+    table = (cache or TuneCache()).table(device_key(device)) if cached else {}
+    with tuned(table) as scope:
+        lower()
+    return set(scope.misses) | (set() if cached else set(scope.used))
+
+
+def lower_tuned(lower: Callable[[], object], device, *, tune: bool | None = None,
+                cache: TuneCache | None = None, say: Callable[[str], None] | None = None):
+    """``lower()`` under the device's cached GEMM choices; shapes missing from the cache are
+    measured first (unless tuning is off) and the plan lowered again with them."""
+    cache = cache or TuneCache()
+    table = cache.table(device_key(device))
+    with tuned(table) as scope:
+        plan = lower()
+    if not scope.misses or not tuning_enabled(tune):
+        return plan
+    results = tune_and_record(device, scope.misses, cache=cache, say=say)
+    table.update({r.key: r.choice for r in results})
+    with tuned(table):
+        return lower()
+
+
+def lower_cached(lower: Callable[[], object], selector: str | None = None,
+                 cache: TuneCache | None = None):
+    """``lower()`` under the cached choices for the device ``selector`` names, measuring
+    nothing (an MPI rank: its launcher tuned before starting it)."""
+    from .device import select_device
+    table = (cache or TuneCache()).table(device_key(select_device(
+        selector or os.environ.get("PYOPENCL_CTX") or None)))
+    with tuned(table):
+        return lower()
