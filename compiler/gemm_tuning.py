@@ -131,18 +131,20 @@ def candidates(key: GemmKey, vector_widths=(8,)) -> list[GemmChoice]:
             if packable:
                 out.append(GemmChoice(True, GemmTile(mr, nr, vw)))
             if key.variant != "nt":
-                for pf in (0, 16):
-                    out.append(GemmChoice(False, GemmTile(mr, nr, vw, pf=pf)))
+                out.append(GemmChoice(False, GemmTile(mr, nr, vw, pf=16)))
         if key.variant == "nt":
             out += [GemmChoice(False, GemmTile(mr, nr, vw)) for mr, nr in _DOT_TILES.get(vw, ())]
     return list(dict.fromkeys(out))
 
 
 def refinements(choice: GemmChoice, key: GemmKey) -> list[GemmChoice]:
-    """The second round around a good first-round choice: other work-group shapes and, when
-    packed and k is long enough to be cut, other slices of k."""
+    """The second round around a good first-round choice: other work-group shapes, the
+    software prefetch toggled (in place), other slices of k (packed, where k is long
+    enough to be cut)."""
     out = [GemmChoice(choice.pack, replace(choice.tile, lx=lx, ly=ly), choice.k_chunk)
            for lx, ly in _GROUPS]
+    if not choice.pack and key.variant != "nt":      # the software prefetch, off or on
+        out.append(replace(choice, tile=replace(choice.tile, pf=0 if choice.tile.pf else 16)))
     if choice.pack:
         out += [replace(choice, k_chunk=kc) for kc in _K_CHUNKS
                 if kc != choice.k_chunk and (kc < key.k or choice.k_chunk < key.k)]
@@ -171,11 +173,16 @@ def tuned(table: Mapping[GemmKey, GemmChoice]) -> Iterator[TuningScope]:
         _SCOPE.reset(token)
 
 
+# GEMMs smaller than this (2·m·n·k; ~0.2 ms at 80 GFLOP/s) are left to the rules: measuring
+# their candidates costs more start-up (a JIT each) than they could ever repay.
+MIN_TUNED_FLOP = 1 << 24
+
+
 def lookup(key: GemmKey) -> GemmChoice | None:
     """The tuned choice for ``key`` in the current scope (None: use the rules), noting a
     miss for the tuner."""
     scope = _SCOPE.get()
-    if scope is None:
+    if scope is None or key.flop < MIN_TUNED_FLOP:
         return None
     choice = scope.table.get(key)
     (scope.used if choice is not None else scope.misses).add(key)

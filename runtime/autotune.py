@@ -2,8 +2,9 @@
 cache the choice by device and shape.
 
 A plan is lowered under the cached table (``compiler/gemm_tuning.tuned``); the GEMM shapes
-it lacks are measured here — two rounds: every register block, packed and in place, then
-other work-group shapes and k slices around the two best — and the plan is lowered again.
+it lacks are measured here — every register block, packed and in place; then other work-group
+shapes, prefetch and k slices around the two best; then the best few against the rules'
+choice — and the plan is lowered again.
 Each candidate's result is checked against float64 numpy before it may win, so a kernel
 that miscomputes on some device is never chosen.  The first run on a device pays the
 measuring (seconds; `singac tune` does it ahead of time); later runs read the cache.
@@ -39,7 +40,7 @@ ENV_TUNE = "SINGA_TUNE"           # "0": never measure (cached choices still app
 MAX_REL_ERROR = 1e-4              # a candidate off by more than this from float64 is refused
 SAMPLE_SECONDS = 0.004            # a timed sample repeats the GEMM at least this long
 FINALISTS = 2                     # first-round winners whose neighbourhood is measured
-FINAL_PASSES = 5
+FINAL_PASSES = 4
 MIN_GAIN = 0.03                   # what a choice must gain over the rules' to replace them
 
 
@@ -155,43 +156,56 @@ class TuneCache:
 
 # ---- measuring ----------------------------------------------------------------------------
 
-class _Bench:
-    """One shape's operands on the device, and its float64 reference."""
+class _Operands:
+    """One shape's random operands and their float64 product: the reference every
+    candidate's result is checked against (made once per shape: the float64 GEMM of a big
+    shape costs more than measuring a candidate)."""
 
-    def __init__(self, device, key: GemmKey, choices: list[GemmChoice], seed: int = 0):
-        from .executor import Executor
+    def __init__(self, key: GemmKey, seed: int = 0):
         rng = np.random.default_rng(seed)
         m, n, k = key.m, key.n, key.k
-        a = rng.standard_normal((k, m) if key.trans_a else (m, k)).astype(np.float32)
-        b = rng.standard_normal((n, k) if key.trans_b else (k, n)).astype(np.float32)
-        bias = rng.standard_normal(n).astype(np.float32)
-        opa = a.T if key.trans_a else a
-        opb = b.T if key.trans_b else b
-        self.want = opa.astype(np.float64) @ opb.astype(np.float64) + \
-            (bias if key.bias else 0.0)
-        self.scale = max(float(np.abs(self.want).max()), 1e-30)
         self.key = key
+        self.a = rng.standard_normal((k, m) if key.trans_a else (m, k), np.float32)
+        self.b = rng.standard_normal((n, k) if key.trans_b else (k, n), np.float32)
+        self.bias = rng.standard_normal(n, np.float32)
+        opa = self.a.T if key.trans_a else self.a
+        opb = self.b.T if key.trans_b else self.b
+        self.want = opa.astype(np.float64) @ opb.astype(np.float64) + \
+            (self.bias if key.bias else 0.0)
+        self.scale = max(float(np.abs(self.want).max()), 1e-30)
+
+
+class _Bench:
+    """A round of candidates for one shape: their launch lists on one executor, sharing the
+    operands' buffers (and one scratch buffer, the largest any candidate needs)."""
+
+    def __init__(self, device, ops: _Operands, choices: list[GemmChoice]):
+        from .executor import Executor
+        key = self.key = ops.key
+        self.ops = ops
         self._last: dict[GemmChoice, float] = {}
-        emits = {c: gemm_launch(m=m, n=n, k=k, a="a", b="b", c="c", trans_a=key.trans_a,
-                                trans_b=key.trans_b, bias="bias" if key.bias else None,
-                                pack=c.pack, tile=c.tile, k_chunk=c.k_chunk)
+        emits = {c: gemm_launch(m=key.m, n=key.n, k=key.k, a="a", b="b", c="c",
+                                trans_a=key.trans_a, trans_b=key.trans_b,
+                                bias="bias" if key.bias else None, pack=c.pack, tile=c.tile,
+                                k_chunk=c.k_chunk)
                  for c in choices}
         self.names = {c: f"c{i}" for i, c in enumerate(choices)}
-        buffers = largest_buffers([BufferDecl("a", a.nbytes), BufferDecl("b", b.nbytes),
-                                   BufferDecl("c", m * n * 4), BufferDecl("bias", bias.nbytes),
+        buffers = largest_buffers([BufferDecl("a", ops.a.nbytes), BufferDecl("b", ops.b.nbytes),
+                                   BufferDecl("c", key.m * key.n * 4),
+                                   BufferDecl("bias", ops.bias.nbytes),
                                    *(d for e in emits.values() for d in e.buffers)])
         programs = {p.name: p for e in emits.values() for p in e.programs}
         self.ex = Executor(device, buffers, list(programs.values()),
                            {self.names[c]: e.launches for c, e in emits.items()})
-        for name, value in (("a", a), ("b", b), ("bias", bias)):
-            self.ex.write(name, value)
+        for name in ("a", "b", "bias"):
+            self.ex.write(name, getattr(ops, name))
 
     def error(self, choice: GemmChoice) -> float:
         """Relative max error of the choice's result (its first run: builds and JITs)."""
         self.ex.write("c", np.full((self.key.m, self.key.n), np.nan, np.float32))
         self.ex.run(self.names[choice])
         got = self.ex.read("c", (self.key.m, self.key.n)).astype(np.float64)
-        err = np.abs(got - self.want).max() / self.scale
+        err = np.abs(got - self.ops.want).max() / self.ops.scale
         return float(err) if np.isfinite(err) else math.inf
 
     def seconds(self, choice: GemmChoice) -> float:
@@ -211,14 +225,15 @@ class _Bench:
 def tune_key(device, key: GemmKey) -> Tuned:
     """Measure ``key``'s candidates; the fastest correct one wins if it beats the rules'
     choice by MIN_GAIN (a closer race is noise on a shared machine: keep the default)."""
-    first = candidates(key, vector_widths(device))
-    times = _measure(device, key, first, passes=2)
+    ops = _Operands(key)
+    times = _measure(device, ops, candidates(key, vector_widths(device)), passes=1)
     ranked = sorted(times, key=times.get)
     second = [c for f in ranked[:FINALISTS] for c in refinements(f, key) if c not in times]
-    times.update(_measure(device, key, second, passes=2))
+    times.update(_measure(device, ops, second, passes=1))
     base = default_choice(key)
     finalists = list(dict.fromkeys([base, *sorted(times, key=times.get)[:FINALISTS + 1]]))
-    final = _measure(device, key, finalists, passes=FINAL_PASSES)
+    final = _measure(device, ops, [c for c in finalists if c in times],
+                     passes=FINAL_PASSES, checked=True)
     best = min(final, key=final.get)
     base_s = final.get(base, math.inf)
     if base in final and final[best] > base_s * (1 - MIN_GAIN):
@@ -226,13 +241,19 @@ def tune_key(device, key: GemmKey) -> Tuned:
     return Tuned(key, best, final[best], base_s, len(times))
 
 
-def _measure(device, key, choices, passes) -> dict[GemmChoice, float]:
-    """Fastest sample of each correct choice over ``passes`` interleaved passes: a burst of
-    load from other processes then slows one sample of every choice, not all of one."""
+def _measure(device, ops: _Operands, choices, passes, checked=False) -> dict[GemmChoice, float]:
+    """Fastest sample of each correct choice over ``passes`` interleaved passes (a burst of
+    load from other processes then slows one sample of every choice, not all of one);
+    ``checked``: their results were checked in an earlier round (one untimed run each)."""
     if not choices:
         return {}
-    bench = _Bench(device, key, choices)
-    ok = [c for c in choices if bench.error(c) <= MAX_REL_ERROR]
+    bench = _Bench(device, ops, choices)
+    if checked:
+        ok = list(choices)
+        for c in ok:
+            bench.ex.run(bench.names[c])
+    else:
+        ok = [c for c in choices if bench.error(c) <= MAX_REL_ERROR]
     out = {c: math.inf for c in ok}
     for _ in range(passes):
         for c in ok:

@@ -8,6 +8,7 @@ import pytest
 
 import singa_dsl
 from singa_dsl.compiler.gemm import GemmTile, gemm_launch
+from singa_dsl.compiler import gemm_tuning
 from singa_dsl.compiler.gemm_tuning import (GemmChoice, GemmKey, candidates, default_choice,
                                             refinements, tuned)
 from singa_dsl.run import compile_plan
@@ -22,6 +23,25 @@ from test_gemm import assert_close, run_gemm
 @pytest.fixture(scope="module")
 def device():
     return Device.open()
+
+
+@pytest.fixture(autouse=True)
+def tune_small_gemms(monkeypatch):
+    """The tests' nets are tiny: tune their GEMMs too, which the tuner normally leaves to
+    the rules (MIN_TUNED_FLOP), so that they stay fast to measure."""
+    monkeypatch.setattr(gemm_tuning, "MIN_TUNED_FLOP", 0)
+
+
+def test_gemms_too_small_to_repay_tuning_are_not_tuned(monkeypatch):
+    monkeypatch.setattr(gemm_tuning, "MIN_TUNED_FLOP", 1 << 24)
+    program = singa_dsl.parse(MLP)
+    with tuned({}) as scope:
+        compile_plan(program)
+    assert not scope.misses
+    monkeypatch.setattr(gemm_tuning, "MIN_TUNED_FLOP", 0)
+    with tuned({}) as scope:
+        compile_plan(program)
+    assert len(scope.misses) == 5
 
 
 KEYS = [GemmKey("nn", True, 37, 53, 70), GemmKey("nt", True, 29, 45, 70),
