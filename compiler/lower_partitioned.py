@@ -276,14 +276,27 @@ class _Lowering:
                 self._forward_layer(n)
             elif n.kind == "concate" and not self._is_view(n):
                 self._forward_concate(n)
-            else:                              # slice, split, bridge ends: a view
-                if len(n.inputs) != 1:
-                    raise InternalError(PASS, f"{n.name} has {len(n.inputs)} inputs")
-                view = self.views[n.inputs[0].node]
-                if not view.base.contains(n.region):
-                    raise InternalError(PASS, f"{n.name} holds {n.region}, its input only "
-                                        f"{view.base}")
-                self.views[n.name] = view
+            elif n.kind in ("bridge_src", "bridge_dst"):
+                self._forward_bridge(n)
+            else:                              # slice, split: a view
+                self._forward_view(n)
+
+    def _forward_view(self, n: PartNode):
+        if len(n.inputs) != 1:
+            raise InternalError(PASS, f"{n.name} has {len(n.inputs)} inputs")
+        view = self.views[n.inputs[0].node]
+        if not view.base.contains(n.region):
+            raise InternalError(PASS, f"{n.name} holds {n.region}, its input only "
+                                f"{view.base}")
+        self.views[n.name] = view
+
+    def _forward_bridge(self, n: PartNode):
+        """Both ends of a bridge are views here: one process, the transfer is free
+        (lower_worker, one worker per process, makes them transfers)."""
+        self._forward_view(n)
+
+    def _backward_bridge(self, n: PartNode):
+        """A bridge's gradient goes back through the view: nothing to emit here."""
 
     def _is_view(self, n: PartNode) -> bool:
         return len(n.inputs) == 1 and self.views[n.inputs[0].node].base.contains(n.region)
@@ -326,7 +339,7 @@ class _Lowering:
                 grad = f"train:gin:{n.name}#{k}" if private else src.gbuf
             em.bind[n.name, k] = (act, grad)
             self.links[n.name, k] = (src, inp.region, private, alpha)
-        em.batch = n.region.nrows
+        em.batch, em.row0 = n.region.nrows, n.region.rows[0]   # random draws: global rows
         op.emit_forward(em, spec)
         base = n.region
         if computes_whole(n.layer.op, n.layer.attrs, n.dim):
@@ -361,6 +374,8 @@ class _Lowering:
                 self._backward_layer(n)
             elif n.name in self.concates:
                 self._backward_concate(n)
+            elif n.kind in ("bridge_src", "bridge_dst"):
+                self._backward_bridge(n)
 
     def _write_grad(self, dst: View, region: Region, src: str, s_off: int, s_ld: int,
                     tag: str, alpha: float = 1.0):
@@ -425,7 +440,7 @@ class _Lowering:
             pacc[f"{n.name}.{p.slot}"] = acc
             if here is not None:
                 em.pacc[f"pgrad@{part.name}"] = acc
-        em.batch = n.region.nrows
+        em.batch, em.row0 = n.region.nrows, n.region.rows[0]   # random draws: global rows
         op.emit_backward(em, self.specs[n.name], BackwardTargets(tuple(dx), tuple(dacc), pacc))
         em.pacc = {}
         for k, inp in enumerate(n.inputs):
@@ -482,16 +497,17 @@ def _copy_spec(n: PartNode, params: dict) -> LayerSpec:
 
 
 # ---- the plan -------------------------------------------------------------------------------
-def _assemble(base: Plan, em: Emitter) -> Plan:
+def _assemble(base: Plan, em: Emitter, keep=()) -> Plan:
     """The unpartitioned plan with its train list replaced by the partitioned step; buffers
-    and programs only the old train list used are dropped."""
+    and programs only the old train list used are dropped (``keep``: buffers the host uses,
+    e.g. a worker's exchange buffers)."""
     lists = {name: tuple(ls) for name, ls in base.kernels.launch_lists}
     lists["train"] = tuple(em.launches)
     buffers = {b.name: b for b in base.kernels.buffers}
     for b in em.buffers.values():
         if b.name not in buffers or buffers[b.name].nbytes < b.nbytes:
             buffers[b.name] = b
-    used = {"dummy", "rng:step"}
+    used = {"dummy", "rng:step", *keep}
     used |= {a[1] for ls in lists.values() for l in ls for a in l.args
              if a[0] in ("buf", "buf_offset")}
     for p in base.params:

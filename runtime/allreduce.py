@@ -60,14 +60,14 @@ class RingWorker(DistributedWorker):
         self.numerics.enqueue()
         self._requests, summed = [], []
         requests = self._requests
-        for pi, event in copies:          # each gradient enters the ring as it is produced
+        for ui, event in copies:          # each gradient enters the ring as it is produced
             self._await(event)
-            r = self.params_layout.params[pi]
-            grad = self._flat_grad[r.lo:r.hi]
+            u = self.params_layout.units[ui]      # (a whole param: no feature splits here)
+            grad = self._flat_grad[u.lo:u.hi]
             if self.weight != 1.0:
                 grad *= np.float32(self.weight)
             requests.append(self.comm.Iallreduce(MPI.IN_PLACE, [grad, MPI.FLOAT], op=MPI.SUM))
-            summed.append((pi, grad))
+            summed.append((u.param, grad))
         t1 = time.perf_counter()
         loss, acc = self._read_losses(train)
         metric = np.array([loss * self.weight, (acc or 0.0) * self.weight], np.float64)

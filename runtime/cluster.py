@@ -154,23 +154,55 @@ class ParamRange:
 
 
 @dataclass(frozen=True)
+class ParamUnit:
+    """A run of one param whose gradient the same workers of a group produce — the unit the
+    servers aggregate (SINGA's owner params of the partitioned net): the whole param (every
+    worker, for a layer split on the batch; worker 0 for an unsplit one) or a feature slice
+    (``ip1.w@1``: the one worker that computes those features).  UPDATE and R_UPDATE frames
+    name a unit by its index; in a job without feature splits each param is one unit, with
+    the param's index."""
+    param: int                 # index in ParamLayout.params
+    lo: int                    # in the flat vector
+    hi: int
+    workers: tuple[int, ...]   # worker indices (in a group) that contribute to it
+
+
+@dataclass(frozen=True)
 class ParamLayout:
     params: tuple[ParamRange, ...]
     total: int
     servers: tuple[tuple[int, int], ...]       # server index → its flat [lo, hi)
     masters: tuple[tuple[int, int, int], ...]  # (lo, hi, master server group) runs
+    units: tuple[ParamUnit, ...] = ()          # in flat order; they tile the params
+    model_parallel: bool = False   # some unit comes from fewer than all of a group's workers
 
     @classmethod
-    def build(cls, entries, layout: Layout, updated=None) -> "ParamLayout":
+    def build(cls, entries, layout: Layout, updated=None, parts=None) -> "ParamLayout":
+        """``parts``: param key → ((offset, size, workers), ...) — the units of a param of a
+        model-parallel job (compiler/lower_worker.param_units); any other param is one unit
+        of every worker of the group."""
         from singa_dsl.compiler.place import partition_slices, slice_sizes
-        params, offset = [], 0
-        for p in entries:
+        params, units, offset = [], [], 0
+        everyone = tuple(range(layout.workers_per_group))
+        for i, p in enumerate(entries):
             size = int(np.prod(p.shape))
             params.append(ParamRange(p.key, offset, offset + size, p.lr_scale, p.wd_scale,
                                      updated is None or p.key in updated))
+            mine = sorted((parts or {}).get(p.key, ((0, size, everyone),)))
+            at = 0
+            for off, n, workers in mine:
+                if off != at or n <= 0:
+                    raise ValueError(f"the units of param {p.key} do not tile it: "
+                                     f"{list(mine)}")
+                units.append(ParamUnit(i, offset + off, offset + off + n, tuple(workers)))
+                at += n
+            if at != size:
+                raise ValueError(f"the units of param {p.key} cover {at} of its {size} values")
             offset += size
         num = math.lcm(layout.servers_per_group, layout.server_groups)
-        flat = [s for cut in slice_sizes(num, [p.hi - p.lo for p in params]) for s in cut]
+        # SINGA slices the owner params of the partitioned net: a feature slice is a param
+        # of its own (without feature splits, units are the params)
+        flat = [s for cut in slice_sizes(num, [u.hi - u.lo for u in units]) for s in cut]
         to_server = partition_slices(layout.servers_per_group, flat)
         to_group = partition_slices(layout.server_groups, flat)
         bounds = np.concatenate([[0], np.cumsum(flat, dtype=np.int64)]).astype(int)
@@ -186,7 +218,8 @@ class ParamLayout:
                 masters[-1] = (masters[-1][0], hi, grp)
             else:
                 masters.append((lo, hi, grp))
-        return cls(tuple(params), offset, tuple(servers), tuple(masters))
+        return cls(tuple(params), offset, tuple(servers), tuple(masters), tuple(units),
+                   any(u.workers != everyone for u in units))
 
     def overlapping(self, lo: int, hi: int):
         """(param, part lo, part hi) for every param overlapping [lo, hi), flat offsets."""

@@ -143,13 +143,20 @@ class Executor:
     def finish(self) -> None:
         self.device.finish()
 
-    def write(self, name: str, array: np.ndarray) -> None:
+    def write(self, name: str, array: np.ndarray, offset: int = 0) -> None:
+        """Upload ``array`` into the buffer from element ``offset`` on (waits for it)."""
         decl = self._decls.get(name)
         array = np.ascontiguousarray(array, dtype=decl.dtype if decl else None)
-        if decl is None or array.nbytes > decl.nbytes:
-            raise SingaConfigError(f"cannot write {array.nbytes} bytes into buffer {name!r} "
+        start = offset * array.itemsize
+        if decl is None or offset < 0 or start + array.nbytes > decl.nbytes:
+            raise SingaConfigError(f"cannot write {array.nbytes} bytes at element {offset} "
+                                   f"into buffer {name!r} "
                                    f"({'undeclared' if decl is None else decl.nbytes})")
-        self.device.upload(self.buffer(name), array)
+        if start:
+            cl.enqueue_copy(self.device.queue, self.buffer(name), array, dst_offset=start,
+                            is_blocking=True)
+        else:
+            self.device.upload(self.buffer(name), array)
 
     def read(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """The buffer's contents (after all queued work) as its declared dtype."""

@@ -132,7 +132,8 @@ def _launch_once(file, layout, options, hosts, threads) -> tuple[int, str | None
 
 class _Monitor:
     """Which rank died first.  Every rank on this machine connects to a Unix socket and says
-    who it is; a rank that ends normally or reports its own error says so before closing.
+    who it is; a rank that ends normally, reports its own error or a failed link to another
+    rank says so before closing.
     A connection that closes without that is a death; the first one is the culprit — MPICH
     kills the other ranks only after noticing it, several hops later."""
 
@@ -174,7 +175,8 @@ class _Monitor:
                     for line in lines[:-1]:
                         if line.startswith(b"role "):
                             state[0] = line[5:].decode("utf-8", "replace")
-                        elif line in (b"done", b"error"):
+                        elif line in (b"done", b"error", b"lost"):
+                            # (lost: its link to a rank that died failed; not a death)
                             state[2] = True
                             # a rank's own error stops the job: the others' ends follow
                             self._orderly |= line == b"error"
@@ -193,11 +195,13 @@ class _Monitor:
 
 
 # ---- inside the job ----------------------------------------------------------------------------
-def run_rank(program, plan_for, *, steps=None, device=None, workspace=None, resume=False,
-             quiet=False, profile=False, on_nan="stop") -> int:
+def run_rank(program, plan_for, *, model_parallel=None, steps=None, device=None,
+             workspace=None, resume=False, quiet=False, profile=False, on_nan="stop") -> int:
     """This rank's part of the job.  ``plan_for(batch, row0)``: the program's plan with the
     train batch set to ``batch`` rows from global row ``row0`` (each worker computes its rows
-    of the global batch)."""
+    of the global batch).  ``model_parallel`` (compiler/lower_worker.ModelParallel): a group
+    whose layers are not all split on the batch — each worker runs its partition of each
+    layer (``worker_plan(index)``) and the servers aggregate its ``units``."""
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     layout = Layout.from_cluster(plan_for(None).cluster)
@@ -215,10 +219,20 @@ def run_rank(program, plan_for, *, steps=None, device=None, workspace=None, resu
                                    "and tensor", hint="use --on-nan stop (the default)")
         role = layout.role(comm.Get_rank())
         _register(role)
-        _run_role(comm, layout, role, program, plan_for, steps=steps, device=device,
-                  workspace=workspace, resume=resume, quiet=quiet, profile=profile)
+        _run_role(comm, layout, role, program, plan_for, model_parallel, steps=steps,
+                  device=device, workspace=workspace, resume=resume, quiet=quiet,
+                  profile=profile)
         _unregister("done")
         return 0
+    except MPI.Exception as e:
+        # MPI reports a failed link: another rank died (the monitor names it — this rank
+        # says it is not the culprit, so the report stays right whichever end closes first)
+        _unregister("lost")
+        who = role.describe() if role else f"rank {comm.Get_rank()}"
+        last = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()  # the cause
+        print(f"{who}: lost contact with another rank (MPI: {last[:160]})", file=sys.stderr,
+              flush=True)
+        _abort(comm, RankFailure.exit_code)
     except SingaError as e:
         _unregister("error")
         who = role.describe() if role else f"rank {comm.Get_rank()}"
@@ -269,17 +283,27 @@ def _unregister(how: str) -> None:
             pass
 
 
-def _run_role(comm, layout, role, program, plan_for, *, steps, device, workspace, resume,
-              quiet, profile):
+def _run_role(comm, layout, role, program, plan_for, model_parallel, *, steps, device,
+              workspace, resume, quiet, profile):
     from . import checkpoint
     from .transport import Transport
     base = plan_for(None)
     global_batch = base.phase("train").batch
+    mp = model_parallel        # None: every worker computes its rows of every layer
     params = ParamLayout.build(base.params, layout,
-                               updated={u.param for u in base.updates})
+                               updated={u.param for u in base.updates},
+                               parts=mp.units if mp is not None else None)
     transport = Transport(comm)
     ws = pathlib.Path(workspace or base.job["workspace"])
     if role.kind == "worker":
+        if mp is not None:      # its partition of each layer, bridges to the others
+            from .model_parallel import ModelParallelWorker
+            wp = mp.worker_plan(role.index)
+            ModelParallelWorker(wp.plan, layout, role, params, transport, global_batch,
+                                exchanges=wp.exchanges, device=device, workspace=str(ws),
+                                steps=steps, quiet=quiet or role.rank != layout.driver,
+                                resume=resume, profile=profile).run()
+            return
         if layout.ring:
             from .allreduce import RingWorker as worker_class
             extra = {"comm": comm}

@@ -59,6 +59,8 @@ class Kind(enum.IntEnum):
     CKPT_REQUEST = 9    # driver → server: send your params and updater state
     CKPT_DATA = 10      # server → driver: params then state, of its range
     DONE = 11           # group leader → driver: my group finished (metrics all sent)
+    BRIDGE = 12         # worker → worker of its group: a bridge's piece (SINGA's BridgeSrc/
+    #                     BridgeDst; model parallel), target = the exchange's number
 
 
 class Payload(enum.IntEnum):

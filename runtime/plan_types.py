@@ -133,3 +133,25 @@ class KernelPlan:
                    tuple(ProgramDecl.from_json(p) for p in d.get("programs", ())),
                    tuple((str(name), tuple(Launch.from_json(l) for l in ls))
                          for name, ls in d.get("launch_lists", {}).items()))
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A bridge's transfer between two workers of a group (SINGA's BridgeSrc/BridgeDst), at a
+    point of one worker's train list (``compiler/lower_worker.py`` emits them): launches
+    ``[0, at)`` come before it.  A send reads the first ``count`` values of ``buffer`` off the
+    device once those launches are done and sends them to the peer; a receive writes what the
+    peer sent into the first ``count`` values of ``buffer`` before launch ``at`` runs.  Both
+    ends of a transfer carry the same ``ident`` (frames name it as their target)."""
+    at: int
+    send: bool
+    backward: bool       # a gradient going back (else a forward value)
+    peer: int            # the other worker's index in the group
+    ident: int
+    buffer: str
+    count: int
+    dtype: str           # float32 | int32 (moved as raw 4-byte values)
+    name: str            # the bridge, for messages: "bridge_src(slice(ip1)@1->...)"
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)

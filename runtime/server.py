@@ -1,13 +1,16 @@
 """A parameter server rank (SINGA's Server, server.cc): holds one contiguous range of the flat
 params for its server group and applies the updater to it.
 
-- UPDATE from a worker of group g, one param at a time (workers push each as their backward
-  pass produces it): summed with the other copies of group g's step (workers pre-weight
-  their gradient by rows/batch, so the sum is the gradient of the group's batch mean —
-  SINGA's sum-then-scale-by-1/num_total with unequal rows allowed); when all
-  ``workers_per_group`` copies are in, update that param and reply R_UPDATE with its new
-  values to every worker of the group; the version is bumped when all are applied.  Groups are never waited for by each other
-  (Downpour: each group's update is applied as it arrives).
+- UPDATE from a worker of group g, one param unit at a time (workers push each as their
+  backward pass produces it; a unit is a whole param, or in a model-parallel job a feature
+  slice of one — ``ParamLayout.units``): summed with the other copies of group g's step
+  (workers pre-weight their gradient by rows/batch, so the sum is the gradient of the
+  group's batch mean — SINGA's sum-then-scale-by-1/num_total with unequal rows allowed);
+  when the copies of exactly the unit's contributing workers are in (all the group's for a
+  batch-split layer, the one worker that computes a feature slice), update that unit and
+  reply R_UPDATE with its new values to them; the version is bumped when all are applied.
+  Groups are never waited for by each other (Downpour: each group's update is applied as
+  it arrives).
 - Distributed Hogwild: after every ``sync_every`` local updates, for each run of the range
   mastered by another server group, send Δ = values − last-synced to the master server; the
   master adds it and replies with its values; on the reply,
@@ -50,10 +53,10 @@ class ParamServer:
         self.stopped: set[int] = set()
         self._recv: dict[int, np.ndarray] = {}   # worker rank → its gradient's buffer
         self._sums: dict[int, np.ndarray] = {}   # worker group → the sum of its copies
-        self._done: dict[int, set] = {}          # worker group → params of its step applied
-        # the params (by index) with a part here that the algorithm updates
-        self._mine = [i for i, p in enumerate(params.params) if p.updated and
-                      max(p.lo, self.lo) < min(p.hi, self.hi)]
+        self._done: dict[int, set] = {}          # worker group → units of its step applied
+        # the param units (by index) with a part here that the algorithm updates
+        self._mine = [i for i, u in enumerate(params.units) if params.params[u.param].updated
+                      and max(u.lo, self.lo) < min(u.hi, self.hi)]
         self._shared = len(layout.worker_groups_of(role.group)) > 1   # Downpour: async
 
     # ---- who syncs with me --------------------------------------------------------------
@@ -94,7 +97,7 @@ class ParamServer:
     def _sink(self, header):
         """A worker's gradient is received straight into its own buffer (kept per worker:
         the frames of one group's step arrive in any order)."""
-        if header.kind is Kind.UPDATE and 0 <= header.target < len(self.params.params):
+        if header.kind is Kind.UPDATE and 0 <= header.target < len(self.params.units):
             a, b = self._piece(header.target)
             if header.nbytes == 4 * (b - a) and a < b:
                 buf = self._recv.get(header.src)
@@ -107,9 +110,12 @@ class ParamServer:
         if f.kind is Kind.UPDATE:
             self._update(f)
         elif f.kind is Kind.GET:
+            # a copy when the values may change before the reply has left: another group's
+            # update (Downpour), or in a model-parallel group a worker that owns other slices
             self.transport.send(f.src, Frame(Kind.R_GET, self.role.rank, self.role.index,
                                              self.version, 0.0,
-                                             self.values.copy() if self._shared else self.values))
+                                             self.values.copy() if self._shared or
+                                             self.params.model_parallel else self.values))
         elif f.kind is Kind.SYNC_REQUEST:
             a, b = self._run_bounds(f.target)
             delta = f.floats()
@@ -140,24 +146,31 @@ class ParamServer:
         return max(lo, self.lo), min(hi, self.hi)
 
     # ---- updates ------------------------------------------------------------------------
-    def _piece(self, param: int) -> tuple[int, int]:
-        """The part of param ``param`` (its index in net order) this server holds."""
-        if not 0 <= param < len(self.params.params):
-            raise FrameError(f"a frame names param {param}, not one of "
-                             f"{len(self.params.params)}")
-        p = self.params.params[param]
-        return max(p.lo, self.lo), min(p.hi, self.hi)
+    def _piece(self, unit: int) -> tuple[int, int]:
+        """The part of param unit ``unit`` (its index in ParamLayout.units) this server
+        holds."""
+        if not 0 <= unit < len(self.params.units):
+            raise FrameError(f"a frame names param unit {unit}, not one of "
+                             f"{len(self.params.units)}")
+        u = self.params.units[unit]
+        return max(u.lo, self.lo), min(u.hi, self.hi)
 
     def _update(self, f: Frame) -> None:
-        """One worker's gradient for one param (its part here).  Workers push each param
+        """One worker's gradient for one param unit (its part here).  Workers push each
         as soon as their backward pass has produced it, so the server updates the last
         layers while the workers still compute the first ones."""
         a, b = self._piece(f.target)
         grad = f.floats()
         if len(grad) != b - a or a >= b:
-            raise FrameError(f"an update of {len(grad)} values for param {f.target} from rank "
-                             f"{f.src}, but {self.role.describe()} holds {max(0, b - a)}")
-        group = self.layout.role(f.src).group
+            raise FrameError(f"an update of {len(grad)} values for param unit {f.target} from "
+                             f"rank {f.src}, but {self.role.describe()} holds {max(0, b - a)}")
+        unit = self.params.units[f.target]
+        sender = self.layout.role(f.src)
+        if sender.kind != "worker" or sender.index not in unit.workers:
+            raise FrameError(f"{sender.describe()} sent a gradient for param unit {f.target} "
+                             f"of {self.params.params[unit.param].key}, which only workers "
+                             f"{list(unit.workers)} of a group compute")
+        group = sender.group
         key = (group, f.target)
         step, srcs = self._pending.get(key, (f.step, []))
         if step != f.step:
@@ -171,12 +184,12 @@ class ParamServer:
         else:
             np.copyto(acc, grad)
         srcs.append(f.src)
-        if len(srcs) < self.layout.workers_per_group:
+        if len(srcs) < len(unit.workers):
             self._pending[key] = (step, srcs)
             return
         self._pending.pop(key, None)
         part = slice(a - self.lo, b - self.lo)
-        self.apply_param(self.params.params[f.target], part, acc, step)
+        self.apply_param(self.params.params[unit.param], part, acc, step)
         values = self.values[part]
         if self._shared:        # another group may change these while the reply is in flight
             values = values.copy()

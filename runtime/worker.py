@@ -86,7 +86,7 @@ class DistributedWorker(Trainer):
         self.layout, self.role, self.params_layout = layout, role, params
         self.transport = transport
         self.global_batch = global_batch
-        self.rows = layout.rows(role.index, global_batch)
+        self.rows = self._train_rows(layout, role, global_batch)
         self.weight = (self.rows[1] - self.rows[0]) / global_batch
         self.is_driver = role.rank == layout.driver
         self.is_leader = role.index == 0
@@ -103,6 +103,10 @@ class DistributedWorker(Trainer):
         self.samples_per_step = global_batch     # the display's samples/s is the group's
         self._plan_pipeline()
 
+    def _train_rows(self, layout: Layout, role: Role, global_batch: int) -> tuple[int, int]:
+        """The rows of each global batch this worker reads (and weighs its gradients by)."""
+        return layout.rows(role.index, global_batch)
+
     def _server_ranks(self) -> list[int]:
         sg = self.layout.server_group_of(self.role.group)
         return [self.layout.server_rank(sg, s) for s in range(self.layout.servers_per_group)]
@@ -110,7 +114,9 @@ class DistributedWorker(Trainer):
     # ---- the pipeline: each gradient leaves as soon as backward has produced it -------------
     def _plan_pipeline(self) -> None:
         """Where each updated param's gradient is final in the train list (the last launch
-        that writes it), and the parts of each param the servers hold."""
+        that writes it); the param units this worker pushes (each whole param, unless a
+        layer is split on features: then only the slices it computes) and the parts of
+        each the servers hold."""
         updated = {u.param for u in self.plan.updates}
         launches = dict(self.plan.kernels.launch_lists)["train"]
         last = {}
@@ -118,34 +124,42 @@ class DistributedWorker(Trainer):
             for arg in launch.args:
                 if arg[0] in ("buf", "buf_offset"):
                     last[arg[1]] = i
-        self._pushed = [pi for pi, p in enumerate(self.plan.params)
-                        if p.key in updated and p.grad in last]
-        self._copy_after = sorted((last[self.plan.params[pi].grad], pi) for pi in self._pushed)
+        pushed = {pi for pi, p in enumerate(self.plan.params)
+                  if p.key in updated and p.grad in last}
+        units = self.params_layout.units
+        self._pushed = [ui for ui, u in enumerate(units)
+                        if u.param in pushed and self.role.index in u.workers]
+        self._copy_after = sorted((last[self.plan.params[units[ui].param].grad], ui)
+                                  for ui in self._pushed)
         self._pieces = {}
         self._piece_of = {}
-        for pi, r in enumerate(self.params_layout.params):
+        for ui, u in enumerate(units):
             parts = []
             for s, (lo, hi) in enumerate(self.params_layout.servers):
-                a, b = max(lo, r.lo), min(hi, r.hi)
+                a, b = max(lo, u.lo), min(hi, u.hi)
                 if a < b:
                     parts.append((s, a, b))
-                    self._piece_of[(pi, s)] = (a, b)
-            self._pieces[pi] = parts
+                    self._piece_of[(ui, s)] = (a, b)
+            self._pieces[ui] = parts
+
+    def _copy_grad(self, ui: int):
+        """A non-blocking copy of param unit ``ui``'s gradient off the device."""
+        import pyopencl as cl
+        u = self.params_layout.units[ui]
+        r = self.params_layout.params[u.param]
+        return cl.enqueue_copy(self.device.queue, self._flat_grad[u.lo:u.hi],
+                               self.executor.buffer(self.plan.params[u.param].grad),
+                               src_offset=(u.lo - r.lo) * 4, is_blocking=False)
 
     def _enqueue_train(self) -> list:
         """Enqueue the train list in segments, a non-blocking copy of each gradient right
-        after the launch that finishes it; returns (param index, copy event) in that order."""
-        import pyopencl as cl
-        queue, out, start = self.device.queue, [], 0
-        for index, pi in self._copy_after:
+        after the launch that finishes it; returns (param unit, copy event) in that order."""
+        out, start = [], 0
+        for index, ui in self._copy_after:
             if index + 1 > start:
                 self.executor.run("train", start, index + 1)
                 start = index + 1
-            r = self.params_layout.params[pi]
-            event = cl.enqueue_copy(queue, self._flat_grad[r.lo:r.hi],
-                                    self.executor.buffer(self.plan.params[pi].grad),
-                                    is_blocking=False)
-            out.append((pi, event))
+            out.append((ui, self._copy_grad(ui)))
         self.executor.run("train", start)
         return out
 
@@ -186,7 +200,7 @@ class DistributedWorker(Trainer):
             if want(f):
                 return self._inbox.pop(i)
         while True:
-            f = self.transport.wait(self._sink)
+            f = self.transport.wait(self._sink, idle=self._keep_moving)
             if want(f):
                 return f
             if self.is_driver and f.kind is Kind.METRIC and isinstance(f.data, dict):
@@ -196,7 +210,7 @@ class DistributedWorker(Trainer):
 
     def _sink(self, header):
         """Param values from my servers are received straight into their place: a whole
-        range (R_GET) or one param's part (R_UPDATE, target = the param's index)."""
+        range (R_GET) or one param unit's part (R_UPDATE, target = the unit's index)."""
         if header.src not in self.servers:
             return None
         s = self.servers.index(header.src)
@@ -242,9 +256,9 @@ class DistributedWorker(Trainer):
             self.executor.write(p.buffer, self._flat[r.lo:r.hi])
 
     def _pull_updates(self) -> None:
-        """Wait for every updated param part; each param goes to the device as soon as all
-        its parts are in."""
-        missing = {pi: {s for s, _, _ in self._pieces[pi]} for pi in self._pushed}
+        """Wait for every updated param unit this worker pushed; each goes to the device as
+        soon as all its parts are in."""
+        missing = {ui: {s for s, _, _ in self._pieces[ui]} for ui in self._pushed}
         while missing:
             f = self._next(lambda f: f.kind is Kind.R_UPDATE and f.target in missing and
                            f.src in self.servers and
@@ -254,8 +268,10 @@ class DistributedWorker(Trainer):
             missing[f.target].discard(s)
             if not missing[f.target]:
                 del missing[f.target]
-                r = self.params_layout.params[f.target]
-                self.executor.write(self.plan.params[f.target].buffer, self._flat[r.lo:r.hi])
+                u = self.params_layout.units[f.target]
+                r = self.params_layout.params[u.param]
+                self.executor.write(self.plan.params[u.param].buffer, self._flat[u.lo:u.hi],
+                                    offset=u.lo - r.lo)
 
     def init_params(self):
         for s in self.servers:
@@ -301,15 +317,9 @@ class DistributedWorker(Trainer):
         self.transport.flush()           # last step's gradients are out of _flat_grad
         copies = self._enqueue_train()
         self.numerics.enqueue()
-        for pi, event in copies:         # in the order backward finishes them
+        for ui, event in copies:         # in the order backward finishes them
             self._await(event)
-            r = self.params_layout.params[pi]
-            grad = self._flat_grad[r.lo:r.hi]
-            if self.weight != 1.0:
-                grad *= np.float32(self.weight)
-            for s, a, b in self._pieces[pi]:
-                self.transport.send(self.servers[s], Frame(
-                    Kind.UPDATE, self.role.rank, pi, step, self.weight, self._flat_grad[a:b]))
+            self._push(ui, step)
         t1 = t2 = time.perf_counter()
         loss, acc = self._read_losses(train)
         loss, acc = self._group_metric(step, loss, acc)
@@ -321,6 +331,16 @@ class DistributedWorker(Trainer):
         if not math.isfinite(loss) or self.numerics.tripped():
             raise self._numerical_error(step, loss)
         return loss, acc
+
+    def _push(self, ui: int, step: int) -> None:
+        """Send param unit ``ui``'s gradient (off the device) to the servers holding it."""
+        u = self.params_layout.units[ui]
+        if self.weight != 1.0:
+            grad = self._flat_grad[u.lo:u.hi]
+            grad *= np.float32(self.weight)
+        for s, a, b in self._pieces[ui]:
+            self.transport.send(self.servers[s], Frame(
+                Kind.UPDATE, self.role.rank, ui, step, self.weight, self._flat_grad[a:b]))
 
     def _group_metric(self, step: int, loss: float, acc: float | None):
         """The group's loss: each worker's batch mean weighted by its share of the rows."""
@@ -380,13 +400,17 @@ class DistributedWorker(Trainer):
         checkpoint.save(self.workspace, step, params, state, meta)
 
     # ---- the end ---------------------------------------------------------------------------
+    def _timing_note(self) -> str:
+        """What a subclass adds to the driver's step-time line."""
+        return ""
+
     def run(self) -> list[dict]:
         records = super().run()
         if self.is_driver and not self.quiet and self.timing["steps"]:
             n = self.timing["steps"]
             print("step time on " + self.role.describe() + ": " + ", ".join(
-                f"{k} {self.timing[k] / n * 1e3:.1f} ms" for k in ("compute+push", "wait")),
-                file=sys.stderr, flush=True)
+                f"{k} {self.timing[k] / n * 1e3:.1f} ms" for k in ("compute+push", "wait")) +
+                self._timing_note(), file=sys.stderr, flush=True)
         for s in self.servers:
             self.transport.send(s, Frame(Kind.STOP, self.role.rank))
         if self.is_leader and not self.is_driver:

@@ -116,9 +116,10 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
             return launch.run_rank(
                 program, lambda b, row0=0: tuned_plan(
                     lambda: plan_with_train_batch(program, b, row0), device),
+                model_parallel=_model_parallel(program, layout, device),
                 steps=steps, device=device, workspace=workspace, resume=resume, quiet=quiet,
                 profile=profile, on_nan=on_nan)
-        _warn_about_feature_partitions(program, layout)
+        _warn_about_feature_partitions(program, layout, quiet)
         if tune is not False:
             _pretune(program, layout, device=device, threads=threads, quiet=quiet)
         options = []
@@ -166,17 +167,32 @@ def simulate_program(program, *, workers=None, steps=None, device=None, workspac
     return trainer.run()
 
 
-def _warn_about_feature_partitions(program, layout) -> None:
-    """The MPI runtime gives each worker of a group its rows of the batch for every layer.
-    A layer partitioned on features computes the same numbers that way (the partitioning
-    proof of docs/partitioning.md); only where the work happens differs — say so."""
+def _model_parallel(program, layout, device):
+    """How an MPI rank runs its group (compiler/lower_worker.model_parallel): None when every
+    worker computes its rows of every layer, else the partitioning each worker runs its part
+    of — its plans lowered with the cached GEMM choices, as the rows plans are."""
+    import dataclasses
+    from .compiler.lower_worker import model_parallel
+    mp, _ = model_parallel(program, layout.workers_per_group, ring=layout.ring)
+    if mp is None:
+        return None
+    return dataclasses.replace(mp, wrap=lambda lower: tuned_plan(lower, device))
+
+
+def _warn_about_feature_partitions(program, layout, quiet: bool = False) -> None:
+    """Say how the group's workers share the net: layers split on features (or kept whole)
+    run model-parallel, each worker its part, bridges between the ranks; where that cannot
+    run (compiler/lower_worker.model_parallel says why), every layer is split on the batch,
+    which computes the same numbers (the partitioning proof of docs/partitioning.md)."""
     import sys
+    from .compiler.lower_worker import model_parallel
     if layout.workers_per_group < 2:
         return
-    feature = [l.name for l in program.net.layers if l.partition == "feature"]
-    if program.net.partition == "auto" or feature:
-        which = "partition: auto's choices" if program.net.partition == "auto" else \
-            "layers " + ", ".join(feature)
-        print(f"warning: {which}: the MPI runtime splits every layer on the batch across a "
-              "group's workers (same results; feature splits run in one process with "
-              "singac run --simulate)", file=sys.stderr)
+    mp, why = model_parallel(program, layout.workers_per_group, ring=layout.ring)
+    if why is not None:
+        print(f"warning: {why}; the MPI runtime splits every layer on the batch across a "
+              "group's workers instead (same results; the partitioning as written runs in one "
+              "process with singac run --simulate)", file=sys.stderr)
+    elif mp is not None and not quiet:
+        print(f"model parallel: each group's {mp.workers} workers run their partition of "
+              f"each layer ({mp.describe()})", file=sys.stderr)
