@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="OpenCL threads to tune for (default: what PoCL uses, all cores)")
     c.add_argument("--force", action="store_true", help="measure cached shapes again")
     c.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    c.add_argument("--brief", action="store_true", help=argparse.SUPPRESS)  # (run's pre-tune)
 
     c = cmd("import", "translate a SINGA job.conf or a Caffe prototxt (+ solver) into .singa")
     c.add_argument("file", metavar="FILE", help="job.conf, train_val.prototxt or solver.prototxt")
@@ -291,7 +292,8 @@ def _tune(args) -> int:
         os.environ["POCL_MAX_PTHREAD_COUNT"] = str(args.threads)
     for f in args.files:
         program = load(f)
-        tune_program(program, device=args.device, force=args.force, quiet=args.quiet)
+        tune_program(program, device=args.device, force=args.force, quiet=args.quiet,
+                     brief=args.brief)
     return 0
 
 

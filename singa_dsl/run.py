@@ -47,22 +47,29 @@ def tuned_plan(lower, device, *, tune: bool | None = None, quiet: bool = False):
     return autotune.lower_tuned(lower, device, tune=tune, say=_say(quiet))
 
 
-def _worker_plans(program, layout):
-    """(rows, row0) of each distinct worker plan of a group: what its ranks compile."""
-    batch = program.batch
+def _worker_lowerings(program, layout):
+    """A lowering of each distinct plan a group's worker ranks compile: its rows of every
+    layer, or, model-parallel, its partition of each layer (and the driver's unpartitioned
+    evaluation lists)."""
     if not layout.distributed:
-        return [(None, 0)]
+        return [lambda: compile_plan(program)]
+    from .compiler.lower_worker import model_parallel
+    mp, _ = model_parallel(program, layout.workers_per_group, ring=layout.ring)
+    if mp is not None:
+        return [lambda w=w: mp.worker_plan(w).plan for w in range(mp.workers)]
     out = {}
     for w in range(layout.workers_per_group):
-        lo, hi = layout.rows(w, batch)
-        out.setdefault(hi - lo, (hi - lo, lo))
+        lo, hi = layout.rows(w, program.batch)
+        out.setdefault(hi - lo, lambda rows=hi - lo, row0=lo:
+                       plan_with_train_batch(program, rows, row0))
     return list(out.values())
 
 
-def tune_program(program, *, device=None, force: bool = False, quiet: bool = False):
+def tune_program(program, *, device=None, force: bool = False, quiet: bool = False,
+                 brief: bool = False):
     """Measure the fastest GEMM kernels for every shape the program's plans use on this
     device (each worker's rows, for a cluster) and cache them (``singac tune``).  Returns
-    the measured results."""
+    the measured results.  ``brief``: say nothing when nothing needs measuring."""
     import dataclasses
     from .runtime import autotune
     from .runtime.cluster import Layout
@@ -70,14 +77,14 @@ def tune_program(program, *, device=None, force: bool = False, quiet: bool = Fal
     layout = Layout.from_cluster(dataclasses.asdict(program.cluster))
     dev = device if device is not None and not isinstance(device, str) else Device.open(device)
     keys = set()
-    for rows, row0 in _worker_plans(program, layout):
-        keys |= autotune.gemm_keys(lambda: plan_with_train_batch(program, rows, row0), dev,
-                                   cached=not force)
+    for lower in _worker_lowerings(program, layout):
+        keys |= autotune.gemm_keys(lower, dev, cached=not force)
     say = _say(quiet)
     if not keys:
-        if say:
-            say(f"every GEMM shape of {program.file} is tuned for {dev.name} "
-                f"({dev.compute_units} compute units); --force measures them again")
+        if say and not brief:
+            say(f"nothing to tune: every GEMM of {program.file} big enough to repay it is "
+                f"in the cache for {dev.name} ({dev.compute_units} compute units); --force "
+                "measures them again")
         return []
     return autotune.tune_and_record(dev, keys, say=say)
 
@@ -93,7 +100,7 @@ def _pretune(program, layout, *, device, threads, quiet) -> None:
         return
     env = dict(__import__("os").environ)
     env.setdefault("POCL_MAX_PTHREAD_COUNT", str(launch.worker_threads(layout, threads)))
-    cmd = [sys.executable, "-m", "singa_dsl.cli", "tune", str(program.file)]
+    cmd = [sys.executable, "-m", "singa_dsl.cli", "tune", str(program.file), "--brief"]
     cmd += ["--device", str(device)] * (device is not None) + ["--quiet"] * bool(quiet)
     if subprocess.run(cmd, env=env).returncode:
         print("warning: tuning the workers' GEMMs failed; they use the default kernels",
