@@ -161,32 +161,42 @@ def _rank_files(tmp_root: pathlib.Path):
     return roles
 
 
+def kill_midway(job: pathlib.Path, victim: str, *, args=(), records: int = 6,
+                wait: float = 120):
+    """Run ``singac run job`` (cwd: its folder, workspace ws/), SIGKILL the rank whose role
+    names ``victim`` once a checkpoint and more than ``records`` metrics records exist;
+    return (seconds from the kill to the job's end, exit code, stderr)."""
+    folder = job.parent
+    runs = folder / "tmp"
+    runs.mkdir()
+    env = {**os.environ, "TMPDIR": str(runs), "POCL_MAX_PTHREAD_COUNT": "1"}
+    proc = subprocess.Popen(SINGAC + ["run", str(job), "--quiet", *map(str, args)],
+                            cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = folder / "ws" / "metrics.jsonl"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:        # wait for a checkpoint and some more steps
+        if (folder / "ws" / "checkpoints").exists() and metrics.exists() and \
+                len(metrics.read_text().splitlines()) > records:
+            break
+        time.sleep(0.1)
+    pid = next(p for role, p in _rank_files(runs).items() if victim in role)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    return time.monotonic() - killed, proc.returncode, err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", ["server 0 of server group 0", "worker 1 of worker group 0"])
 def test_a_killed_rank_ends_the_job_naming_it_and_resume_continues(tmp_path, victim):
     job = _write(tmp_path, MLP.format(steps=400, ckpt=20,
                                       cluster="workers_per_group: 2  servers_per_group: 2")
                  .replace("every(1)", "every(10)"))
-    runs = tmp_path / "tmp"
-    runs.mkdir()
-    env = {**os.environ, "TMPDIR": str(runs), "POCL_MAX_PTHREAD_COUNT": "1"}
-    proc = subprocess.Popen(SINGAC + ["run", str(job), "--quiet"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "ws" / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:        # wait for a checkpoint and some more steps
-        if (tmp_path / "ws" / "checkpoints").exists() and metrics.exists() and \
-                len(metrics.read_text().splitlines()) > 6:
-            break
-        time.sleep(0.1)
-    pid = next(p for role, p in _rank_files(runs).items() if victim in role)
-    os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    out, err = proc.communicate(timeout=60)
-    ended = time.monotonic() - killed
-    print(f"killed the {victim}: the job ended {ended:.2f} s later with exit {proc.returncode}")
+    ended, code, err = kill_midway(job, victim)
+    print(f"killed the {victim}: the job ended {ended:.2f} s later with exit {code}")
     assert ended < 10
-    assert proc.returncode == 5, err
+    assert code == 5, err
     assert victim in err and "died" in err and "Traceback" not in err
     last = checkpoint.latest(tmp_path / "ws")
     assert last is not None

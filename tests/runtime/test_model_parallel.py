@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import signal
-import subprocess
 import time
 
 import numpy as np
@@ -239,7 +237,7 @@ def test_a_server_applies_a_slice_from_its_one_worker_and_refuses_it_from_anothe
 
 # ---- on MPI ----------------------------------------------------------------------------------
 pytest.importorskip("mpi4py")
-from test_distributed import _metrics, _rank_files, _singac, SINGAC  # noqa: E402
+from test_distributed import _metrics, _singac, kill_midway  # noqa: E402
 
 _BRIDGES = re.compile(r"bridges: sent (\d+) B, received (\d+) B per step")
 
@@ -315,28 +313,11 @@ def test_a_killed_rank_of_a_model_parallel_job_ends_it_naming_the_rank(tmp_path,
                         'workspace: "ws"  checkpoint: every(5)')
     job = tmp_path / "job.singa"
     job.write_text(text)
-    runs = tmp_path / "tmp"
-    runs.mkdir()
-    env = {**os.environ, "TMPDIR": str(runs), "POCL_MAX_PTHREAD_COUNT": "1"}
-    proc = subprocess.Popen(SINGAC + ["run", str(job), "--quiet", "--steps", "400"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "ws" / "metrics.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if (tmp_path / "ws" / "checkpoints").exists() and metrics.exists() and \
-                len(metrics.read_text().splitlines()) > 8:
-            break
-        time.sleep(0.1)
-    pid = next(p for role, p in _rank_files(runs).items() if victim in role)
-    os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    out, err = proc.communicate(timeout=60)
-    ended = time.monotonic() - killed
+    ended, code, err = kill_midway(job, victim, args=("--steps", 400), records=8, wait=180)
     print(f"model parallel: killed the {victim}; the job ended {ended:.2f} s later with exit "
-          f"{proc.returncode}")
+          f"{code}")
     assert ended < 10
-    assert proc.returncode == 5, err
+    assert code == 5, err
     assert victim in err and "died" in err and "Traceback" not in err, err
     step = checkpoint.load(checkpoint.latest(tmp_path / "ws"))[2]["step"]
     r = _singac(["run", job, "--quiet", "--resume", "--steps", step + 5], tmp_path)
