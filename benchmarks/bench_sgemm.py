@@ -3,8 +3,12 @@
     python benchmarks/bench_sgemm.py [--quick] [--reps 7]
 
 Square sizes 256..2048 (NN) and the SINGA MLP's layer GEMMs (784-2500-2000-1500-1000-500-10,
-batch 64 and 256; weights stored in×out): forward Y = X·W (NN), weight gradient
-dW = Xᵀ·dY (TN) and input gradient dX = dY·Wᵀ (NT).  Warm-up runs are excluded; each
+batch 64 and 256; weights stored units×in as SINGA and the dense lowering keep them):
+forward Y = X·Wᵀ + b (NT with the bias epilogue), input gradient dX = dY·W (NN) and weight
+gradient dW = dYᵀ·X (TN).  `ours` is gemm.py's default kernel for the shape, `tuned` the
+autotuner's choice ('=' where it is the default, or the shape is too small to tune; `ratio`
+and `best` compare the tuned kernel) (runtime/autotune.py: measured now for shapes not in the tuning cache,
+which the run fills; --no-tune skips the column).  Warm-up runs are excluded; each
 number is the median of --reps samples, a sample timing enough back-to-back calls (each
 ours followed by finish()) to last about 30 ms, ours and then numpy's for each shape;
 `ratio` is numpy's median time over ours, `best` the same for the fastest samples.  The VM
@@ -34,24 +38,24 @@ BLAS_SPIN_SECONDS = 0.3     # longer than OpenBLAS's idle threads keep spinning
 def cases(quick: bool):
     squares = (256, 1024) if quick else (256, 512, 1024, 2048)
     for n in squares:
-        yield f"square {n}", n, n, n, False, False
+        yield f"square {n}", n, n, n, False, False, False
     for batch in ((64,) if quick else (64, 256)):
         for fan_in, fan_out in zip(MLP, MLP[1:]):
             layer = f"b{batch} {fan_in}->{fan_out}"
-            yield f"{layer} fwd", batch, fan_out, fan_in, False, False
-            yield f"{layer} dW", fan_in, fan_out, batch, True, False
-            yield f"{layer} dX", batch, fan_in, fan_out, False, True
+            yield f"{layer} fwd", batch, fan_out, fan_in, False, True, True
+            yield f"{layer} dX", batch, fan_in, fan_out, False, False, False
+            yield f"{layer} dW", fan_out, fan_in, batch, True, False, False
 
 
-def timed_pair(fn_a, fn_b, reps: int) -> tuple[list[float], list[float]]:
-    """Seconds per call of two functions, `reps` samples each, one function's samples
-    right after the other's; each sample batches enough calls to last about
-    SAMPLE_SECONDS.  The first calls (builds, first touch) are not timed.  Not interleaved
-    sample by sample: OpenBLAS's idle threads spin for ~0.1 s after each call and would
-    take a core from PoCL, hence also the pause before the first function's samples."""
+def timed(fns, reps: int) -> list[list[float]]:
+    """Seconds per call of each function, `reps` samples each, one function's samples right
+    after the other's; each sample batches enough calls to last about SAMPLE_SECONDS.  The
+    first calls (builds, first touch) are not timed.  Not interleaved sample by sample:
+    OpenBLAS's idle threads spin for ~0.1 s after each call and would take a core from
+    PoCL, hence also the pause before the first function's samples."""
     time.sleep(BLAS_SPIN_SECONDS)
     out = []
-    for fn in (fn_a, fn_b):
+    for fn in fns:
         n = _calls_per_sample(fn)
         samples = []
         for _ in range(reps):
@@ -60,7 +64,7 @@ def timed_pair(fn_a, fn_b, reps: int) -> tuple[list[float], list[float]]:
                 fn()
             samples.append((time.perf_counter() - t0) / n)
         out.append(samples)
-    return out[0], out[1]
+    return out
 
 
 def _calls_per_sample(fn) -> int:
@@ -70,28 +74,39 @@ def _calls_per_sample(fn) -> int:
     return max(1, int(SAMPLE_SECONDS / max(time.perf_counter() - t0, 1e-6)))
 
 
-def bench_case(device, m, n, k, ta, tb, reps):
+def bench_case(device, m, n, k, ta, tb, bias, reps, choice=None):
+    """(seconds of ours with the default kernel, of ours with ``choice`` (None: not
+    timed), of numpy; the worst relative error of ours against float64)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-    emit = gemm_launch(m=m, n=n, k=k, a="a", b="b", c="c", trans_a=ta, trans_b=tb)
-    buffers = [BufferDecl("a", a.nbytes), BufferDecl("b", b.nbytes), BufferDecl("c", m * n * 4),
-               *emit.buffers]
-    ex = Executor(device, buffers, emit.programs, {"gemm": emit.launches})
-    ex.write("a", a)
-    ex.write("b", b)
+    v = rng.standard_normal(n, dtype=np.float32)
     opa, opb = (a.T if ta else a), (b.T if tb else b)
+    want = opa.astype(np.float64) @ opb + (v if bias else 0.0)
+    variants = {"default": {}}
+    if choice is not None:
+        variants["tuned"] = {"pack": choice.pack, "tile": choice.tile, "k_chunk": choice.k_chunk}
+    fns, err = [], 0.0
+    for how in variants.values():
+        emit = gemm_launch(m=m, n=n, k=k, a="a", b="b", c="c", trans_a=ta, trans_b=tb,
+                           bias="v" if bias else None, **how)
+        buffers = [BufferDecl("a", a.nbytes), BufferDecl("b", b.nbytes),
+                   BufferDecl("c", m * n * 4), BufferDecl("v", v.nbytes), *emit.buffers]
+        ex = Executor(device, buffers, emit.programs, {"gemm": emit.launches})
+        for name, value in (("a", a), ("b", b), ("v", v)):
+            ex.write(name, value)
 
-    def ours():
-        ex.run("gemm")
-        ex.finish()
+        def ours(ex=ex):
+            ex.run("gemm")
+            ex.finish()
 
-    ours()
-    got = ex.read("c", (m, n))
-    want = opa.astype(np.float64) @ opb
-    err = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
-    t_ours, t_np = timed_pair(ours, lambda: opa @ opb, reps)
-    return t_ours, t_np, err
+        ours()
+        got = ex.read("c", (m, n))
+        err = max(err, float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)))
+        fns.append(ours)
+    fns.append((lambda: np.add(opa @ opb, v)) if bias else (lambda: opa @ opb))
+    times = timed(fns, reps)
+    return times[0], (times[1] if choice is not None else None), times[-1], err
 
 
 def idle_fraction(seconds: float = 1.0) -> float:
@@ -117,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None, help="Device.open selector")
     ap.add_argument("--threads", type=int, default=None,
                     help="threads for both PoCL and numpy's BLAS (default: all cores)")
+    ap.add_argument("--no-tune", dest="tune", action="store_false",
+                    help="only gemm.py's default kernels (no tuned column)")
     args = ap.parse_args(argv)
     idle = idle_fraction()
     if args.threads:   # read by PoCL when the platform starts, i.e. in Device.open
@@ -128,23 +145,46 @@ def main(argv=None) -> int:
           f"numpy {np.__version__} with "
           + ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
                       for i in blas))
-    head = f"{'case':26s} {'M':>5s} {'N':>5s} {'K':>5s} {'op':>3s} " \
-           f"{'ours GF/s':>10s} {'numpy GF/s':>11s} {'ratio':>6s} {'best':>6s} {'rel err':>8s}"
+    choices = {}
+    if args.tune:      # the autotuner's choices: cached, or measured now and cached
+        from singa_dsl.compiler.gemm_tuning import GemmKey, lookup, tuned
+        from singa_dsl.runtime.autotune import TuneCache, device_key, tune_and_record
+        keys = {GemmKey(("t" if ta else "n") + ("t" if tb else "n"), bias, m, n, k)
+                for _, m, n, k, ta, tb, bias in cases(args.quick)}
+        table = TuneCache().table(device_key(device))
+        missing = keys - set(table)
+        if missing:
+            table.update({r.key: r.choice for r in tune_and_record(
+                device, missing, say=lambda t: print(t, flush=True))})
+        from singa_dsl.compiler.gemm_tuning import default_choice
+        with tuned(table):     # the default's own choice is timed once, as the default
+            choices = {(key.variant, key.bias, key.m, key.n, key.k): c for key in keys
+                       if (c := lookup(key)) is not None and c != default_choice(key)}
+    head = f"{'case':26s} {'M':>5s} {'N':>5s} {'K':>5s} {'op':>5s} " \
+           f"{'ours GF/s':>10s} {'tuned GF/s':>10s} {'numpy GF/s':>11s} {'ratio':>6s} " \
+           f"{'best':>6s} {'rel err':>8s}   tuned kernel"
     print(head)
     print("-" * len(head))
     ratios = []
-    for name, m, n, k, ta, tb in cases(args.quick):
-        t_ours, t_np, err = bench_case(device, m, n, k, ta, tb, args.reps)
+    for name, m, n, k, ta, tb, bias in cases(args.quick):
+        op = ("t" if ta else "n") + ("t" if tb else "n")
+        choice = choices.get((op, bias, m, n, k))
+        t_default, t_tuned, t_np, err = bench_case(device, m, n, k, ta, tb, bias, args.reps,
+                                                   choice)
+        t_ours = t_tuned if t_tuned is not None else t_default
         flop = 2.0 * m * n * k
         med_ours, med_np = statistics.median(t_ours), statistics.median(t_np)
         ratio = med_np / med_ours
         ratios.append(ratio)
-        op = ("T" if ta else "N") + ("T" if tb else "N")
-        print(f"{name:26s} {m:5d} {n:5d} {k:5d} {op:>3s} {flop / med_ours / 1e9:10.1f} "
+        tuned_gf = f"{flop / statistics.median(t_tuned) / 1e9:10.1f}" if t_tuned else \
+            f"{'=':>10s}"
+        print(f"{name:26s} {m:5d} {n:5d} {k:5d} {op.upper() + ('+b' if bias else ''):>5s} "
+              f"{flop / statistics.median(t_default) / 1e9:10.1f} {tuned_gf} "
               f"{flop / med_np / 1e9:11.1f} {ratio:6.2f} {min(t_np) / min(t_ours):6.2f} "
-              f"{err:8.1e}", flush=True)
+              f"{err:8.1e}   {choice.label if choice else 'the default'}", flush=True)
     geo = float(np.exp(np.mean(np.log(ratios))))
-    print(f"geometric mean ratio (ours / numpy, medians): {geo:.2f}; 'best' compares the "
+    print(f"geometric mean ratio (numpy time / ours, medians, ours = tuned where tuned): "
+          f"{geo:.2f}; 'best' compares the "
           "fastest samples, which other processes' interference disturbs least")
     print(f"machine idle before the run: {idle:.0%} (other processes running during the "
           "run make both columns noisy)")
