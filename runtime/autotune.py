@@ -37,6 +37,8 @@ from .plan_types import BufferDecl
 CACHE_VERSION = 1
 ENV_CACHE = "SINGA_TUNE_CACHE"
 ENV_TUNE = "SINGA_TUNE"           # "0": never measure (cached choices still apply)
+ENV_BUDGET = "SINGA_TUNE_SECONDS"  # how long one run may measure (default DEFAULT_BUDGET)
+DEFAULT_BUDGET = 10.0
 MAX_REL_ERROR = 1e-4              # a candidate off by more than this from float64 is refused
 SAMPLE_SECONDS = 0.004            # a timed sample repeats the GEMM at least this long
 FINALISTS = 2                     # first-round winners whose neighbourhood is measured
@@ -261,11 +263,25 @@ def _measure(device, ops: _Operands, choices, passes, checked=False) -> dict[Gem
     return out
 
 
-def tune_keys(device, keys: Iterable[GemmKey], say: Callable[[str], None] | None = None
-              ) -> list[Tuned]:
-    keys = sorted(set(keys), key=lambda k: -k.flop)
-    out = []
+def tune_budget() -> float | None:
+    """Seconds one run may spend measuring (SINGA_TUNE_SECONDS, default 10; 0 or less: no
+    limit).  Shapes go biggest first, so the budget buys most of the gain; the ones left
+    are measured by the next runs, a budget each, until the cache holds them all."""
+    try:
+        budget = float(os.environ.get(ENV_BUDGET, DEFAULT_BUDGET))
+    except ValueError:
+        budget = DEFAULT_BUDGET
+    return budget if budget > 0 else None
+
+
+def tune_keys(device, keys: Iterable[GemmKey], say: Callable[[str], None] | None = None,
+              budget: float | None = None) -> list[Tuned]:
+    """Measure the shapes biggest first, until ``budget`` seconds are spent (None: all)."""
+    keys = sorted(set(keys), key=lambda k: (-k.flop, k))
+    out, t0 = [], time.perf_counter()
     for i, key in enumerate(keys, 1):
+        if budget is not None and out and time.perf_counter() - t0 > budget:
+            break
         r = tune_key(device, key)
         out.append(r)
         if say:
@@ -275,21 +291,26 @@ def tune_keys(device, keys: Iterable[GemmKey], say: Callable[[str], None] | None
 
 
 def tune_and_record(device, keys, *, cache: TuneCache | None = None,
-                    say: Callable[[str], None] | None = None) -> list[Tuned]:
-    """Measure ``keys`` on ``device`` and add the winners to the cache."""
+                    say: Callable[[str], None] | None = None,
+                    budget: float | None = None) -> list[Tuned]:
+    """Measure ``keys`` on ``device`` (for ``budget`` seconds at most: None, all of them)
+    and add the winners to the cache."""
     cache = cache or TuneCache()
     if say:
         say(f"tuning {len(keys)} GEMM shapes for {device.name} "
             f"({device.compute_units} compute units), once: cached in {cache.path}")
     t0 = time.perf_counter()
-    results = tune_keys(device, keys, say)
+    results = tune_keys(device, keys, say, budget)
     cache.record(device_key(device), results)
     if say:
         tuned_s = sum(r.seconds for r in results)
         default_s = sum(r.default_seconds for r in results)
-        say(f"tuned in {time.perf_counter() - t0:.1f} s: one call of each shape "
-            f"{tuned_s * 1e3:.3f} ms, {default_s / max(tuned_s, 1e-12):.2f}x the default "
-            f"kernels' {default_s * 1e3:.3f} ms")
+        left = len(set(keys)) - len(results)
+        say(f"tuned {len(results)} shapes in {time.perf_counter() - t0:.1f} s: one call of "
+            f"each {tuned_s * 1e3:.3f} ms, {default_s / max(tuned_s, 1e-12):.2f}x the "
+            f"default kernels' {default_s * 1e3:.3f} ms"
+            + (f"; {left} smaller ones left for the next runs (SINGA_TUNE_SECONDS)"
+               if left else ""))
     return results
 
 
@@ -313,7 +334,8 @@ def lower_tuned(lower: Callable[[], object], device, *, tune: bool | None = None
         plan = lower()
     if not scope.misses or not tuning_enabled(tune):
         return plan
-    results = tune_and_record(device, scope.misses, cache=cache, say=say)
+    results = tune_and_record(device, scope.misses, cache=cache, say=say,
+                              budget=tune_budget())
     table.update({r.key: r.choice for r in results})
     with tuned(table):
         return lower()

@@ -218,7 +218,7 @@ def test_the_cli_tunes_once_then_reads_the_cache(tmp_path, monkeypatch, capsys):
     prog.write_text(MLP)
     assert main(["tune", str(prog)]) == 0
     err = capsys.readouterr().err
-    assert "tuning 5 GEMM shapes" in err and "tuned in" in err
+    assert "tuning 5 GEMM shapes" in err and "tuned 5 shapes in" in err
     assert main(["tune", str(prog)]) == 0
     assert "nothing to tune" in capsys.readouterr().err
     assert main(["tune", str(prog), "--force", "--quiet"]) == 0
@@ -253,3 +253,21 @@ def test_a_model_parallel_job_tunes_each_workers_partition(device, tmp_path, mon
     keys = asked[0]
     assert GemmKey("nt", True, 8, 20, 16) in keys           # y's forward, one worker's half
     assert GemmKey("nt", True, 4, 16, 64) in keys           # the dense before it, 4 rows
+
+
+def test_a_run_measures_within_its_budget_biggest_shapes_first(device, tmp_path, monkeypatch):
+    """SINGA_TUNE_SECONDS bounds what one run spends: here nothing but the first shape (the
+    biggest); the next run measures the next ones, until the cache holds them all."""
+    program = singa_dsl.parse(MLP)
+    cache = TuneCache(tmp_path / "tune.json")
+    monkeypatch.setenv("SINGA_TUNE_SECONDS", "1e-9")
+    lower = lambda: compile_plan(program)        # noqa: E731
+    all_keys = autotune.gemm_keys(lower, device, cache=cache)
+    said = []
+    autotune.lower_tuned(lower, device, tune=True, cache=cache, say=said.append)
+    table = cache.table(autotune.device_key(device))
+    assert list(table) == [min(all_keys, key=lambda k: (-k.flop, k))]     # ties: by name
+    assert "4 smaller ones left for the next runs" in said[-1]
+    for _ in range(4):
+        autotune.lower_tuned(lower, device, tune=True, cache=cache)
+    assert set(cache.table(autotune.device_key(device))) == all_keys
