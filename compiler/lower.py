@@ -145,7 +145,9 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
     return em
 
 
-def _emit_backward(program, em: Emitter):
+def _emit_backward(program, em: Emitter, emit_layer=None):
+    """The backward sweep; ``emit_layer(op, em, layer, targets)``, when given, emits each
+    layer's backward instead of ``op.emit_backward`` (bptt adapts the losses)."""
     written: set[str] = set()          # activation-gradient buffers produced so far
     written_params: set[str] = set()
     for layer in reversed(program.net.layers):
@@ -167,7 +169,11 @@ def _emit_backward(program, em: Emitter):
             written_params.add(owner)
         if op.emit_backward is None:
             raise InternalError("lower", f"op {layer.op} has no backward lowering")
-        op.emit_backward(em, layer, BackwardTargets(tuple(dx), tuple(acc), pacc))
+        targets = BackwardTargets(tuple(dx), tuple(acc), pacc)
+        if emit_layer is not None:
+            emit_layer(op, em, layer, targets)
+        else:
+            op.emit_backward(em, layer, targets)
 
 
 def _needs_grad(program, layer_name: str) -> bool:

@@ -188,8 +188,9 @@ for _op in ("gru", "lstm", "rnn"):
     define_op(
         name=_op, family="recurrent", doc=_DOCS[_op],
         attrs=(Attr("hidden", "int", doc="hidden units", positional=True, gt=0),) + _extra +
-        tuple(init_attr(n) for n in slot_names(_op)) +
-        (init_attr("w", "sets every weight"), init_attr("b", "sets every bias")),
+        tuple(init_attr(n) for n in slot_names(_op)) + (init_attr("w", "sets every weight"),) +
+        # the rnn's one bias is its slot b: a second attribute b would be read twice
+        ((init_attr("b", "sets every bias"),) if "b" not in slot_names(_op) else ()),
         sources=("x",), infer=_infer, params=_params_for(_op), param_groups=True,
         recurrent=True, partition={"batch": SPLIT_REPLICATE}, connection="one_to_all",
         flops=lambda attrs, ins, out, n=len(GATES[_op]): 2 * n * attrs["hidden"] *

@@ -1,58 +1,91 @@
-"""OpenCL lowering of gru, lstm and rnn: one time step of one unrolled copy (kernels in
-recurrent.cl).
+"""OpenCL lowering of gru, lstm and rnn: the whole recurrence of a sequence batch in one layer
+(kernels in recurrent.cl).
 
-The unrolling pass (``compiler/unroll.py``) gives copy t > 0 of a recurrent layer a second
-source, copy t−1, whose output is h_prev; BP's first-writer/accumulate bookkeeping then
-routes dh_prev into that copy's gradient like any other source gradient.  Copy 0 reads
-zeros (``has_prev`` = 0: the h·W_hh GEMMs are skipped), or, with ``bptt { carry_state:
-true }``, the state carried from the previous batch.  The lstm's cell state crosses steps in
-buffers of its own: ``cell:<copy>`` forward, ``dcell:<copy>`` backward (copy t+1's backward
-writes copy t's, before copy t's backward reads it).
+``algorithm bptt`` (compiler/lower_bptt.py) lowers the net once with a batch of B·T rows:
+every sequence buffer is batch-major, row b·T + t holding step t of sequence b (how a text
+field [B, T] is uploaded), so the other layers (onehot, dense, dropout, the loss...) run once
+over the rows of all steps.  A recurrent layer reads its whole input sequence and writes its
+whole output sequence, looping over the steps inside: step t's rows of a buffer ``width``
+wide start at t·width and lie T·width apart, which the GEMMs take as an offset and a leading
+dimension and the step kernels as (offset, row stride).  Outside bptt (a recurrent layer in
+a plain bp net) T is 1.
 
-Per copy and direction: the GEMMs through ``em.gemm`` (x·W_gxᵀ + b_g with the bias in the
-epilogue, then += h·W_ghᵀ), then one element-wise kernel for all the gates.  The gru (the
-char-RNN's cell) goes further, see its section: its weights are packed into GEMM panels once
-per phase run (all three gates side by side: one GEMM per step for x·W_xᵀ + b and one for
-h·W_hᵀ), and its weight gradients are taken once over all steps.
+Per layer, forward: the input parts x·W_gxᵀ + b_g of all steps as GEMMs over the B·T rows,
+then per step the recurrent GEMMs h_prev·W_ghᵀ (h_prev: the previous step's rows of the
+output; at step 0 zeros, or with ``bptt { carry_state: true }`` the state carried from the
+previous batch) and one element-wise kernel for all the gates.  The train phase also keeps
+h_prev of every step (``hist_h``) and the gates.  Backward, per step from the last: one
+element-wise kernel (dy of the step plus the gradient reaching h through the next step) writes
+the gates' pre-activation gradients into a [B·T, ·] history and starts dh_prev, the GEMMs
+add Σ_g da_h[g]·W_gh; then, once over all steps, dx and the weight gradients (GEMMs with
+k = B·T instead of T GEMMs with k = B that each read and write the whole dW) and the biases'.
+
+The gru (the char-RNN's cell) goes further, see its section: its three gates sit side by side
+(one GEMM each for the input parts of all steps, for a step's h·W_hᵀ and for a step's dh),
+with the weights packed into GEMM panels once per phase run.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .. import gemm as gemm_mod
 from ..emit import BackwardTargets, Emitter, b, i
 from .recurrent import GATES
 from .registry import attach_lowering
 
+SEQ_KEY = "@bptt"       # em.extras[SEQ_KEY] = {"steps": T, "carry": bool}, set by lower_bptt
 
-def unroll_info(layer) -> dict:
-    return layer.attrs.get("unroll") or {"index": 0, "steps": 1, "of": layer.name}
+
+def seq_shape(em: Emitter) -> tuple[int, int]:
+    """(steps T, rows per step B) of the phase being lowered (em.batch is B·T)."""
+    steps = em.extras.get(SEQ_KEY, {}).get("steps", 1)
+    return steps, em.batch // steps
 
 
 def cell_buffer(prefix: str, layer_name: str) -> str:
+    """The lstm's cell states of every step, [B·T, H] like its output."""
     return f"{prefix}:cell:{layer_name}"
 
 
-def dcell_buffer(prefix: str, layer_name: str) -> str:
-    return f"{prefix}:dcell:{layer_name}"
-
-
 def carry_buffers(prefix: str, layer_name: str, op: str) -> tuple[str, ...]:
-    """The state a layer (by its name before unrolling) carries across batches: h, and c
-    for lstm."""
+    """The state a layer carries across batches ([B, H]): h, and c for lstm."""
     out = (f"{prefix}:carry:{layer_name}",)
     return out + ((f"{prefix}:carry_cell:{layer_name}",) if op == "lstm" else ())
 
 
-def _prev(em: Emitter, layer) -> tuple[str | None, str | None]:
-    """(h_prev, c_prev) buffers, or (None, None) for zeros."""
-    if len(layer.sources) > 1:
-        return em.source(layer, 1), cell_buffer(em.prefix, layer.sources[1])
-    if em.extras.get("carry_state"):
-        n = em.batch * layer.attrs["hidden"]
-        bufs = carry_buffers(em.prefix, unroll_info(layer)["of"], layer.op)
-        for buf in bufs:
-            em.declare(buf, n)
-        return bufs[0], (bufs[1] if len(bufs) > 1 else None)
-    return None, None
+@dataclass(frozen=True)
+class Rows:
+    """B rows of a buffer: the first at element ``off``, ``ld`` elements apart."""
+    buf: str
+    off: int
+    ld: int
+
+
+def _step_rows(buf: str, t: int, width: int, steps: int) -> Rows:
+    return Rows(buf, t * width, steps * width)
+
+
+def _carries(em: Emitter) -> bool:
+    return bool(em.extras.get(SEQ_KEY, {}).get("carry"))
+
+
+def _prev(em: Emitter, layer, t: int, sequences: tuple[str, ...]) -> tuple[Rows, ...] | None:
+    """Step t's previous state, one Rows per sequence buffer given (h: the output; c: the
+    lstm's cells): step t − 1's rows, or at step 0 the carried state (None: zeros)."""
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    if t > 0:
+        return tuple(_step_rows(s, t - 1, hidden, steps) for s in sequences)
+    if not _carries(em):
+        return None
+    bufs = carry_buffers(em.prefix, layer.name, layer.op)
+    for buf in bufs:
+        em.declare(buf, rows * hidden)
+    return tuple(Rows(buf, 0, hidden) for buf in bufs[:len(sequences)])
+
+
+def _has_prev(em: Emitter, t: int) -> bool:
+    return t > 0 or _carries(em)
 
 
 def _acc(t: BackwardTargets, layer, slot: str) -> float:
@@ -67,307 +100,353 @@ def _check_shares(em: Emitter, layer):
                                    f"({p.key})", layer.span)
 
 
-def _packed_w(em: Emitter, layer, slot: str, *, k: int, n: int, trans_b: bool,
-              bias: bool = False) -> str:
-    """A buffer holding op(W)'s GEMM panels (W = the slot's param, op(W) k×n) for this phase,
-    packed by the first copy that asks: the weights change only between steps, so the 2·steps
-    GEMMs of the unrolled copies that multiply by W read panels packed once."""
-    of = unroll_info(layer)["of"]
-    into = f"{em.prefix}:wpack:{slot}{'_t' if trans_b else ''}:{of}"
-    if into not in em.buffers:
-        em.gemm_pack_b(layer.name, into, k=k, n=n, b=em.param(layer, slot), trans_b=trans_b,
-                bias=bias)
-    return into
+def _slots(g: str) -> tuple[str, str, str]:
+    """(input weight, recurrent weight, bias) of gate g ("" is the rnn's one)."""
+    return ("w_hx", "w_hh", "b") if g == "" else (f"{g}_hx", f"{g}_hh", f"{g}_b")
 
 
-def _input_gemms(em: Emitter, layer, x, hp, gates, bufs, hh_into=None, prepack=False):
-    """bufs[g] = x·W_gxᵀ + b_g (+ h_prev·W_ghᵀ); ``hh_into`` maps a gate whose h-product
-    goes to a separate buffer instead (gru's c).  ``prepack``: the weights' panels are packed
-    once per phase (``_packed_w``) and every copy's GEMM reads them."""
-    d, h = layer.in_shapes[0].size, layer.attrs["hidden"]
-    hh_into = hh_into or {}
-    for g in gates:
-        wx = "w_hx" if g == "" else f"{g}_hx"
-        bias = "b" if g == "" else f"{g}_b"
-        packed = _packed_w(em, layer, wx, k=d, n=h, trans_b=True, bias=True) \
-            if prepack else None
-        em.gemm(layer.name, m=em.batch, n=h, k=d, a=x, b=em.param(layer, wx), trans_b=True,
-                c=bufs[g], bias=em.param(layer, bias), b_packed=packed)
-    if hp is None:
-        return
-    for g in gates:
-        wh = "w_hh" if g == "" else f"{g}_hh"
-        packed = _packed_w(em, layer, wh, k=h, n=h, trans_b=True) if prepack else None
-        if g in hh_into:
-            em.gemm(layer.name, m=em.batch, n=h, k=h, a=hp, b=em.param(layer, wh),
-                    trans_b=True, c=hh_into[g], b_packed=packed)
-        else:
-            em.gemm(layer.name, m=em.batch, n=h, k=h, a=hp, b=em.param(layer, wh),
-                    trans_b=True, c=bufs[g], beta=1.0, b_packed=packed)
+def _hist_h(em: Emitter, layer) -> str:
+    """h_prev of every step, [B·T, H] like the output (train phase)."""
+    return em.declare(f"{em.prefix}:hist_h:{layer.name}", em.batch * layer.attrs["hidden"])
 
 
-def _backward_gemms(em: Emitter, layer, t: BackwardTargets, x, hp, da_x: dict, da_h: dict,
-                    dh_started: bool):
-    """From the gates' pre-activation gradients: dh_prev += Σ da_h[g]·W_gh (``dh_started``:
-    the element-wise kernel already wrote it), dx (+)= Σ da_x[g]·W_gx, and the params:
-    dW_gx (+)= da_x[g]ᵀ·x, dW_gh (+)= da_h[g]ᵀ·h_prev, db_g (+)= Σ da_x[g]."""
-    d, h, batch = layer.in_shapes[0].size, layer.attrs["hidden"], em.batch
-    name = layer.name
-    names = {g: (("w_hx", "w_hh", "b") if g == "" else (f"{g}_hx", f"{g}_hh", f"{g}_b"))
-             for g in da_x}
-    if len(layer.sources) > 1 and t.dx[1]:
-        dh = em.source_grad(layer, 1)
-        beta = 1.0 if (dh_started or t.dx_accumulate[1]) else 0.0
-        for g, da in da_h.items():
-            em.gemm(name, m=batch, n=h, k=h, a=da, b=em.param(layer, names[g][1]), c=dh,
-                    beta=beta)
-            beta = 1.0
-    if t.dx[0]:
-        beta = 1.0 if t.dx_accumulate[0] else 0.0
-        for g, da in da_x.items():
-            em.gemm(name, m=batch, n=d, k=h, a=da, b=em.param(layer, names[g][0]),
-                    c=em.source_grad(layer, 0), beta=beta)
-            beta = 1.0
-    for g, da in da_x.items():
-        wx, wh, bias = names[g]
-        em.gemm(name, m=h, n=d, k=batch, a=da, trans_a=True, b=x, c=em.pgrad(layer, wx),
-                beta=_acc(t, layer, wx))
-        if hp is not None:
-            em.gemm(name, m=h, n=h, k=batch, a=da_h[g], trans_a=True, b=hp,
-                    c=em.pgrad(layer, wh), beta=_acc(t, layer, wh))
+def _state_grads(em: Emitter, layer) -> tuple[str, str]:
+    """Two [B, H] buffers the backward alternates between for dh (the gradient reaching a
+    step's h through the next step): step t writes buffer t % 2 while reading (t+1) % 2."""
+    _, rows = seq_shape(em)
+    n = rows * layer.attrs["hidden"]
+    return tuple(em.declare(f"{em.prefix}:dstate{k}:{layer.name}", n) for k in (0, 1))
+
+
+def _weight_grads(em: Emitter, layer, t: BackwardTargets, das: dict[str, Rows],
+                  biases: bool = True):
+    """Once over all B·T rows, from the gates' pre-activation gradients das[g] (x side and h
+    side the same Rows, or a pair (da_x, da_h)): dW_gx (+)= da_x[g]ᵀ·x, dW_gh (+)=
+    da_h[g]ᵀ·h_prev (the h_prev history), and unless ``biases`` is off db_g (+)= Σ da_x[g]."""
+    steps, _ = seq_shape(em)
+    hidden, d, rows = layer.attrs["hidden"], layer.in_shapes[0].size, em.batch
+    name, x, hist = layer.name, em.source(layer, 0), _hist_h(em, layer)
+    any_prev = steps > 1 or _carries(em)
+    # the gates' GEMMs share B (x, or the h_prev history): packed once when they pack
+    px = em.gemm_pack_b(name, f"{em.prefix}:hpack_x:{name}", k=rows, n=d, b=x,
+                        trans_a=True) \
+        if gemm_mod.should_pack(hidden, d, rows, True, False) else None
+    ph = em.gemm_pack_b(name, f"{em.prefix}:hpack_h:{name}", k=rows, n=hidden, b=hist,
+                        trans_a=True) \
+        if any_prev and gemm_mod.should_pack(hidden, hidden, rows, True, False) else None
+    for g, da in das.items():
+        da_x, da_h = da if isinstance(da, tuple) else (da, da)
+        wx, wh, bias = _slots(g)
+        em.gemm(name, m=hidden, n=d, k=rows, a=da_x.buf, trans_a=True, lda=da_x.ld,
+                a_offset=da_x.off, b=x, c=em.pgrad(layer, wx), beta=_acc(t, layer, wx),
+                b_packed=px)
+        if any_prev:
+            em.gemm(name, m=hidden, n=hidden, k=rows, a=da_h.buf, trans_a=True, lda=da_h.ld,
+                    a_offset=da_h.off, b=hist, c=em.pgrad(layer, wh), beta=_acc(t, layer, wh),
+                    b_packed=ph)
         elif not _acc(t, layer, wh):
-            em.fill(em.pgrad(layer, wh), h * h, 0.0, name)
-        em.launch("common", "col_sum", h, (b(da), b(em.pgrad(layer, bias)), i(batch), i(h),
-                                           i(int(_acc(t, layer, bias)))), name)
+            em.fill(em.pgrad(layer, wh), hidden * hidden, 0.0, name)
+        if biases:
+            em.launch("recurrent", "col_sum_ld", -(-hidden // 8),
+                      (b(da_x.buf), b(em.pgrad(layer, bias)), i(rows), i(hidden),
+                       i(da_x.ld), i(da_x.off), i(int(_acc(t, layer, bias)))), name, local=8)
 
 
-def _gate_buffers(em: Emitter, layer, gates) -> dict:
-    n = em.batch * layer.attrs["hidden"]
-    return {g: em.declare(f"{em.prefix}:gate{g and '_' + g}:{layer.name}", n) for g in gates}
+_ROW_LOCAL = 4       # work-group size of the gru kernels (work-items of 8 units each)
 
-
-def _scratch(em: Emitter, layer, gates, kind="d") -> dict:
-    """Per-layer (not per-copy) gradient scratch: copies run one after another."""
-    n = em.batch * layer.attrs["hidden"]
-    of = unroll_info(layer)["of"]
-    return {g: em.declare(f"{em.prefix}:{kind}{g and '_' + g}:{of}", n) for g in gates}
+# The gru's per-step GEMMs (h_prev·W_hᵀ, dh·W_h) multiply B rows (32 in the char-RNN) by a
+# weight packed once: 4-row blocks divide such B exactly (6-row blocks leave a third of the
+# last block idle) and measured 10-25% faster than gemm.py's default 6×16 at 1 and 2 threads
+# (per-step shapes 32×1536×512 NT and 32×512×1536 NN, AMD EPYC, PoCL).  The autotuner does
+# not see GEMMs with a pre-packed B, so the choice is made here.
+STEP_TILE = gemm_mod.GemmTile(4, 16, 8, 4, 4)
 
 
 # ---- gru ----------------------------------------------------------------------------------
-# The train phase keeps per-layer histories across the unrolled copies, [steps·B, width] with
-# copy t's rows at t·B: the inputs x (hist_x), the states h_prev (hist_h: copy t's h_prev in
-# slice t, written by copy t−1's forward kernel; slice 0 is the carried state, or unused), and
-# the gates' pre-activation gradients (hist_da, 4H wide: daz, dar, dac, dhc).  The per-step
-# backward only propagates (dh_prev, dx); the weight and bias gradients are taken once, by the
-# last copy the backward reaches (copy 0), as GEMMs over all steps·B rows: k = steps·B instead
-# of steps GEMMs with k = B that each read and write the whole dW.  The forward's GEMMs read
-# weight panels packed once per phase run (weights change only between steps): the three
-# gates side by side, so a step is two GEMMs (x·[W_zx|W_rx|W_cx]ᵀ + b, h·[W_zh|W_rh|W_ch]ᵀ)
-# into [B, 3·Hp] buffers (Hp: hidden rounded up to whole panels); the backward's dh GEMMs
-# read W_gh packed once per step likewise.
+# Per layer, [B·T, ·] buffers: the gates (input parts x·W_gxᵀ + b_g of all steps from one
+# GEMM, then z, r, c in place), the recurrent parts h·W_ghᵀ (gates_hh), both 3·Hp wide with
+# each gate at a panel-aligned column (Hp: hidden rounded up to whole panels), and in the
+# train phase h_prev (hist_h) and the gates' pre-activation gradients (hist_da, 4H wide:
+# dac | daz | dar | dhc, so that the input side's three and the recurrent side's three are
+# each contiguous).  The weights are packed into GEMM panels once per phase run, the three
+# gates side by side: x·[W_zx|W_rx|W_cx]ᵀ + b for all steps is one GEMM, a step's
+# h·[W_zh|W_rh|W_ch]ᵀ one GEMM; backward, a step's dh_prev += [daz|dar|dhc]·[W_zh; W_rh; W_ch]
+# is one GEMM over k = 3H (the stacked weights packed once per step), and dx, when wanted,
+# one GEMM over all rows with k = 3H.  The step kernel also sums the biases' gradients (no
+# column sums over the history afterwards).  Launches a step: forward 3 (pack h_prev, GEMM,
+# gru_fwd), backward 3 (gru_bwd, pack, GEMM).
 
-def _hist(em: Emitter, layer, kind: str, width: int, extra: int = 0) -> str:
-    info = unroll_info(layer)
-    return em.declare(f"{em.prefix}:hist_{kind}:{info['of']}",
-                      (info["steps"] + extra) * em.batch * width)
+_DA_COLUMNS = {"z": (1, 1), "r": (2, 2), "c": (0, 3)}   # gate → (da_x block, da_h block)
+
+
+def _tile(kind: str) -> gemm_mod.GemmTile | None:
+    """The GEMM tile of the input projection (kind "x": gemm.py's default) or of the
+    per-step GEMMs ("h")."""
+    return STEP_TILE if kind == "h" else None
 
 
 def _gru_stacked(em: Emitter, layer, kind: str, k: int) -> str:
     """[W_zkᵀ | W_rkᵀ | W_ckᵀ] (kind "x": the input weights, "h": the recurrent ones) as the
-    panels of one op(B) of k × 3·Hp (Hp: hidden rounded up to whole panels), packed side by
-    side by the first copy of the phase: one GEMM then gives all three gates of a step."""
-    hidden, of = layer.attrs["hidden"], unroll_info(layer)["of"]
-    into = f"{em.prefix}:wpack:{kind}:{of}"
+    panels of one op(B) of k × 3·Hp, packed side by side by the first use in the phase."""
+    hidden = layer.attrs["hidden"]
+    into = f"{em.prefix}:wpack:{kind}:{layer.name}"
     if into not in em.buffers:
-        wide = gemm_mod.packed_width(hidden)
+        wide = gemm_mod.packed_width(hidden, _tile(kind))
         for gi, g in enumerate("zrc"):
             em.gemm_pack_b(layer.name, into, k=k, n=hidden, b=em.param(layer, f"{g}_h{kind}"),
-                    trans_b=True, bias=kind == "x", into_offset=gi * wide * k)
+                           trans_b=True, bias=kind == "x", into_offset=gi * wide * k,
+                           tile=_tile(kind))
+    return into
+
+
+def _stack3(em: Emitter, layer, into: str, slots, n: int, spacing: int) -> str:
+    """The three params' values side by side in ``into`` (each n floats, ``spacing`` apart)."""
+    em.declare(into, 3 * spacing)
+    em.launch("recurrent", "stack3", -(-n // 8),
+              (*(b(em.param(layer, s)) for s in slots), b(into), i(n), i(spacing)), layer.name)
     return into
 
 
 def _gru_bias(em: Emitter, layer) -> str:
-    """The three gates' biases side by side, each at its panel-aligned column (b_z, b_r, b_c
-    copied once per phase run; the padding columns are never read)."""
-    hidden, of = layer.attrs["hidden"], unroll_info(layer)["of"]
-    wide = gemm_mod.packed_width(hidden)
-    into = f"{em.prefix}:bstack:{of}"
-    if into not in em.buffers:
-        em.declare(into, 3 * wide)
-        for gi, g in enumerate("zrc"):
-            em.launch("recurrent", "stash", hidden,
-                      (b(em.param(layer, f"{g}_b")), b(into), i(hidden), i(gi * wide)),
-                      layer.name)
-    return into
+    """The three gates' biases side by side, each at its panel-aligned column (the padding
+    columns are never read)."""
+    hidden = layer.attrs["hidden"]
+    return _stack3(em, layer, f"{em.prefix}:bstack:{layer.name}", ("z_b", "r_b", "c_b"),
+                   hidden, gemm_mod.packed_width(hidden))
 
 
-def _gru_gate_buffers(em: Emitter, layer, hp) -> tuple[str, str]:
-    """(gates, hh) of a copy: [B, 3·Hp] each — the gates' input parts x·W_gxᵀ + b_g (then
-    their values z, r, c, written in place by gru_fwd) and the recurrent parts h·W_ghᵀ."""
-    wide = 3 * gemm_mod.packed_width(layer.attrs["hidden"])
-    gates = em.declare(f"{em.prefix}:gates:{layer.name}", em.batch * wide)
-    hh = em.declare(f"{em.prefix}:gates_hh:{layer.name}", em.batch * wide) if hp else "dummy"
-    return gates, hh
+@dataclass(frozen=True)
+class _Gates:
+    """A [B·T, 3·Hp] buffer of the three gates (each Hp wide: hidden rounded up to whole
+    panels of its GEMM's tile)."""
+    buf: str
+    wide: int
+
+    @property
+    def ld(self) -> int:
+        return 3 * self.wide
+
+    def step_args(self, t: int, steps: int) -> tuple:
+        """The kernels' (buffer, offset, row stride, gate spacing) of step t's rows."""
+        return b(self.buf), i(t * self.ld), i(steps * self.ld), i(self.wide)
+
+
+def _gru_buffers(em: Emitter, layer) -> tuple[_Gates, _Gates]:
+    """The gates (input parts, then values) and gates_hh (recurrent parts h·W_ghᵀ)."""
+    steps, _ = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    out = []
+    for kind, name in (("x", "gates"), ("h", "gates_hh")):
+        wide = gemm_mod.packed_width(hidden, _tile(kind))
+        buf = em.declare(f"{em.prefix}:{name}:{layer.name}", em.batch * 3 * wide) \
+            if kind == "x" or steps > 1 or _carries(em) else "dummy"
+        out.append(_Gates(buf, wide))
+    return tuple(out)
 
 
 def gru_forward(em: Emitter, layer):
     _check_shares(em, layer)
-    hidden = layer.attrs["hidden"]
-    n, ld = em.batch * hidden, 3 * gemm_mod.packed_width(hidden)
-    d = layer.in_shapes[0].size
-    hp, _ = _prev(em, layer)
-    gates, hh = _gru_gate_buffers(em, layer, hp)
-    y = em.declare(em.act(layer.name), n)
+    steps, rows = seq_shape(em)
+    hidden, d = layer.attrs["hidden"], layer.in_shapes[0].size
+    gates, hh = _gru_buffers(em, layer)
+    y = em.declare(em.act(layer.name), em.batch * hidden)
     x = em.source(layer, 0)
-    em.gemm(layer.name, m=em.batch, n=ld, k=d, a=x, b=x, trans_b=True, c=gates,
-            bias=_gru_bias(em, layer), b_packed=_gru_stacked(em, layer, "x", d))
-    if hp is not None:
-        em.gemm(layer.name, m=em.batch, n=ld, k=hidden, a=hp, b=hp, trans_b=True, c=hh,
-                b_packed=_gru_stacked(em, layer, "h", hidden))
-    t = unroll_info(layer)["index"]
-    hist_h, keep = "dummy", em.prefix == "train"
-    if keep:
-        hist_x = _hist(em, layer, "x", d)
-        em.launch("recurrent", "stash", em.batch * d,
-                  (b(x), b(hist_x), i(em.batch * d), i(t * em.batch * d)), layer.name)
-        hist_h = _hist(em, layer, "h", hidden, extra=1)
-        if t == 0 and hp is not None:          # the carried state is copy 0's h_prev
-            em.launch("recurrent", "stash", n, (b(hp), b(hist_h), i(n), i(0)), layer.name)
-    em.launch("recurrent", "gru_fwd", (-(-hidden // 8), em.batch),
-              (b(gates), b(hh), b(hp or "dummy"), b(y), b(hist_h), i((t + 1) * n), i(n),
-               i(hidden), i(ld), i(int(hp is not None)), i(int(keep))), layer.name,
-              local=(_ROW_LOCAL, 1))
     em.declare("dummy", 16)
-
-
-_ROW_LOCAL = 8       # work-group width of the 2-D (8 units, row) gate kernels
-
-
-_DA_COLUMNS = {"z": (0, 0), "r": (1, 1), "c": (2, 3)}   # gate → (da_x column, da_h column)
+    em.gemm(layer.name, m=em.batch, n=gates.ld, k=d, a=x, b=x, trans_b=True, c=gates.buf,
+            bias=_gru_bias(em, layer), b_packed=_gru_stacked(em, layer, "x", d))
+    keep = em.prefix == "train"
+    hist = _hist_h(em, layer) if keep else "dummy"
+    for t in range(steps):
+        prev = _prev(em, layer, t, (y,))
+        hp = prev[0] if prev else Rows("dummy", 0, 0)
+        if prev:
+            em.gemm(layer.name, m=rows, n=hh.ld, k=hidden, a=hp.buf, a_offset=hp.off,
+                    lda=hp.ld, b=hp.buf, trans_b=True, c=hh.buf, c_offset=t * hh.ld,
+                    ldc=steps * hh.ld, b_packed=_gru_stacked(em, layer, "h", hidden),
+                    tile=STEP_TILE)
+        em.launch("recurrent", "gru_fwd", -(-hidden // 8),
+                  (*gates.step_args(t, steps), *hh.step_args(t, steps), b(hp.buf), i(hp.off),
+                   i(hp.ld), b(y), b(hist), i(t * hidden), i(steps * hidden), i(rows),
+                   i(hidden), i(int(prev is not None)), i(int(keep))),
+                  layer.name, local=_ROW_LOCAL)
 
 
 def gru_backward(em: Emitter, layer, t: BackwardTargets):
-    hidden, batch = layer.attrs["hidden"], em.batch
-    d, n, wide = layer.in_shapes[0].size, batch * hidden, 4 * hidden
-    hp, _ = _prev(em, layer)
-    info = unroll_info(layer)
-    ti, steps = info["index"], info["steps"]
-    gates, hh = _gru_gate_buffers(em, layer, hp)
-    da = _hist(em, layer, "da", wide)
-    off = ti * batch * wide
-    want_dh = len(layer.sources) > 1 and t.dx[1]
-    dh = em.source_grad(layer, 1) if want_dh else "dummy"
-    em.launch("recurrent", "gru_bwd", (-(-hidden // 8), batch),
-              (b(em.grad(layer.name)), b(gates), b(hh), b(hp or "dummy"), b(da), i(off),
-               i(hidden), i(3 * gemm_mod.packed_width(hidden)), b(dh), i(n),
-               i(int(hp is not None)), i(int(want_dh)),
-               i(int(want_dh and t.dx_accumulate[1]))), layer.name, local=(_ROW_LOCAL, 1))
-    name = layer.name
-    if want_dh:                      # dh_prev += Σ da_h[g]·W_gh
-        for g, (_, col) in _DA_COLUMNS.items():
-            packed = _packed_w(em, layer, f"{g}_hh", k=hidden, n=hidden, trans_b=False)
-            em.gemm(name, m=batch, n=hidden, k=hidden, a=da, lda=wide,
-                    a_offset=off + col * hidden, b=em.param(layer, f"{g}_hh"), c=dh, beta=1.0,
-                    b_packed=packed)
-    if t.dx[0]:                      # dx (+)= Σ da_x[g]·W_gx
-        beta = 1.0 if t.dx_accumulate[0] else 0.0
-        for g, (col, _) in _DA_COLUMNS.items():
-            em.gemm(name, m=batch, n=d, k=hidden, a=da, lda=wide, a_offset=off + col * hidden,
-                    b=em.param(layer, f"{g}_hx"), c=em.source_grad(layer, 0), beta=beta)
-            beta = 1.0
-    # Whether each param gradient overwrites or adds is decided by the first copy the
-    # backward reaches (the last step); copy 0 then writes it for all steps.
-    key = f"gru_acc:{info['of']}"
-    if ti == steps - 1:
-        em.extras[key] = {slot: _acc(t, layer, slot) for g in _DA_COLUMNS
-                          for slot in (f"{g}_hx", f"{g}_hh", f"{g}_b")}
-    if ti != 0:
-        return
-    acc = em.extras[key]
-    rows = steps * batch
-    hist_x, hist_h = _hist(em, layer, "x", d), _hist(em, layer, "h", hidden, extra=1)
-    first = 0 if hp is not None else 1          # step 0 without a carried state: no h_prev
-    k_h = (steps - first) * batch
-    # the three gates' GEMMs share B (x's or h_prev's history): packed once when they pack
-    pack_x = gemm_mod.should_pack(hidden, d, rows, True, False)
-    pack_h = k_h > 0 and gemm_mod.should_pack(hidden, hidden, k_h, True, False)
-    px = em.gemm_pack_b(name, f"{em.prefix}:hpack_x:{info['of']}", k=rows, n=d, b=hist_x,
-                 trans_a=True) if pack_x else None
-    ph = em.gemm_pack_b(name, f"{em.prefix}:hpack_h:{info['of']}", k=k_h, n=hidden, b=hist_h,
-                 b_offset=first * n, trans_a=True) if pack_h else None
-    for g, (cx, ch) in _DA_COLUMNS.items():
-        em.gemm(name, m=hidden, n=d, k=rows, a=da, trans_a=True, lda=wide,
-                a_offset=cx * hidden, b=hist_x, c=em.pgrad(layer, f"{g}_hx"),
-                beta=acc[f"{g}_hx"], b_packed=px)
-        if k_h > 0:
-            em.gemm(name, m=hidden, n=hidden, k=k_h, a=da, trans_a=True,
-                    lda=wide, a_offset=first * batch * wide + ch * hidden, b=hist_h,
-                    b_offset=first * n, c=em.pgrad(layer, f"{g}_hh"), beta=acc[f"{g}_hh"],
-                    b_packed=ph)
-        elif not acc[f"{g}_hh"]:
-            em.fill(em.pgrad(layer, f"{g}_hh"), hidden * hidden, 0.0, name)
-        em.launch("recurrent", "col_sum_ld", -(-hidden // 8),
-                  (b(da), b(em.pgrad(layer, f"{g}_b")), i(rows), i(hidden), i(wide),
-                   i(cx * hidden), i(int(acc[f"{g}_b"]))), name, local=8)
+    steps, rows = seq_shape(em)
+    hidden, d = layer.attrs["hidden"], layer.in_shapes[0].size
+    name, width = layer.name, 4 * hidden
+    gates, hh = _gru_buffers(em, layer)
+    hist, dy = _hist_h(em, layer), em.grad(name)
+    da = em.declare(f"{em.prefix}:hist_da:{name}", em.batch * width)
+    dstate = _state_grads(em, layer) if steps > 1 else ("dummy", "dummy")
+    if steps > 1:                    # [W_zh; W_rh; W_ch], packed once for every step's dh
+        stacked = _stack3(em, layer, f"{em.prefix}:wstack_h:{name}",
+                          ("z_hh", "r_hh", "c_hh"), hidden * hidden, hidden * hidden)
+        packed = em.gemm_pack_b(name, f"{em.prefix}:wpack_dh:{name}", k=3 * hidden, n=hidden,
+                                b=stacked, tile=STEP_TILE)
+    for s in reversed(range(steps)):
+        has_next, want_dh = s + 1 < steps, s > 0
+        em.launch("recurrent", "gru_bwd", -(-hidden // 8),
+                  (b(dy), b(hist), i(s * hidden), i(steps * hidden),
+                   b(dstate[(s + 1) % 2]), i(int(has_next)), *gates.step_args(s, steps),
+                   *hh.step_args(s, steps), b(da), i(s * width), i(steps * width),
+                   b(dstate[s % 2]), i(int(want_dh)), i(rows), i(hidden),
+                   i(int(_has_prev(em, s))), *(b(em.pgrad(layer, f"{g}_b")) for g in "zrc"),
+                   *(i(int(s + 1 < steps or _acc(t, layer, f"{g}_b"))) for g in "zrc")),
+                  name, local=_ROW_LOCAL)
+        if want_dh:                  # dh_prev += [daz | dar | dhc]·[W_zh; W_rh; W_ch]
+            em.gemm(name, m=rows, n=hidden, k=3 * hidden, a=da, lda=steps * width,
+                    a_offset=s * width + hidden, b=stacked, c=dstate[s % 2], beta=1.0,
+                    b_packed=packed, k_chunk=3 * hidden, tile=STEP_TILE)
+    if t.dx[0]:                      # dx (+)= [dac | daz | dar]·[W_cx; W_zx; W_rx]
+        stacked_x = _stack3(em, layer, f"{em.prefix}:wstack_x:{name}",
+                            ("c_hx", "z_hx", "r_hx"), hidden * d, hidden * d)
+        em.gemm(name, m=em.batch, n=d, k=3 * hidden, a=da, lda=width, b=stacked_x,
+                c=em.source_grad(layer, 0), beta=1.0 if t.dx_accumulate[0] else 0.0)
+    _weight_grads(em, layer, t, {g: (Rows(da, cx * hidden, width), Rows(da, ch * hidden, width))
+                                 for g, (cx, ch) in _DA_COLUMNS.items()}, biases=False)
 
 
-# ---- lstm ---------------------------------------------------------------------------------
+# ---- lstm and rnn: a buffer per gate --------------------------------------------------------
 
 LSTM = GATES["lstm"]      # i, f, o, g
 
 
+def _gate_seqs(em: Emitter, layer, gates, kind: str) -> dict:
+    """Per gate a [B·T, H] buffer ("gate": pre-activations, then values; "da": gradients)."""
+    n = em.batch * layer.attrs["hidden"]
+    return {g: em.declare(f"{em.prefix}:{kind}{g and '_' + g}:{layer.name}", n) for g in gates}
+
+
+def _input_gemms(em: Emitter, layer, gates: tuple[str, ...], bufs: dict):
+    """bufs[g] = x·W_gxᵀ + b_g for every row of every step."""
+    hidden, d = layer.attrs["hidden"], layer.in_shapes[0].size
+    x = em.source(layer, 0)
+    for g in gates:
+        wx, _, bias = _slots(g)
+        em.gemm(layer.name, m=em.batch, n=hidden, k=d, a=x, b=em.param(layer, wx),
+                trans_b=True, c=bufs[g], bias=em.param(layer, bias))
+
+
+def _recurrent_gemms(em: Emitter, layer, t: int, hp: Rows, gates, bufs: dict):
+    """Step t's rows of bufs[g] += h_prev·W_ghᵀ."""
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    for g in gates:
+        em.gemm(layer.name, m=rows, n=hidden, k=hidden, a=hp.buf, a_offset=hp.off, lda=hp.ld,
+                b=em.param(layer, _slots(g)[1]), trans_b=True, c=bufs[g], c_offset=t * hidden,
+                ldc=steps * hidden, beta=1.0)
+
+
+def _dh_gemms(em: Emitter, layer, t: int, das: dict, into: str):
+    """into = Σ_g (step t's rows of das[g])·W_gh: the gradient reaching step t − 1's h."""
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    beta = 0.0
+    for g, da in das.items():
+        em.gemm(layer.name, m=rows, n=hidden, k=hidden, a=da, a_offset=t * hidden,
+                lda=steps * hidden, b=em.param(layer, _slots(g)[1]), c=into, beta=beta)
+        beta = 1.0
+
+
+def _dx_gemms(em: Emitter, layer, t: BackwardTargets, das: dict):
+    """dx (+)= Σ_g da[g]·W_gx over all rows of all steps."""
+    if not t.dx[0]:
+        return
+    hidden, d = layer.attrs["hidden"], layer.in_shapes[0].size
+    beta = 1.0 if t.dx_accumulate[0] else 0.0
+    for g, da in das.items():
+        em.gemm(layer.name, m=em.batch, n=d, k=hidden, a=da, b=em.param(layer, _slots(g)[0]),
+                c=em.source_grad(layer, 0), beta=beta)
+        beta = 1.0
+
+
 def lstm_forward(em: Emitter, layer):
     _check_shares(em, layer)
-    n = em.batch * layer.attrs["hidden"]
-    hp, cp = _prev(em, layer)
-    gates = _gate_buffers(em, layer, LSTM)
-    c = em.declare(cell_buffer(em.prefix, layer.name), n)
-    y = em.declare(em.act(layer.name), n)
-    _input_gemms(em, layer, em.source(layer, 0), hp, LSTM, gates)
-    em.launch("recurrent", "lstm_fwd", n,
-              (*(b(gates[g]) for g in LSTM), b(cp or "dummy"), b(c), b(y), i(n),
-               i(int(hp is not None))), layer.name)
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    gates = _gate_seqs(em, layer, LSTM, "gate")
+    c = em.declare(cell_buffer(em.prefix, layer.name), em.batch * hidden)
+    y = em.declare(em.act(layer.name), em.batch * hidden)
+    keep = em.prefix == "train"
+    hist = _hist_h(em, layer) if keep else "dummy"
+    em.declare("dummy", 16)
+    _input_gemms(em, layer, LSTM, gates)
+    for t in range(steps):
+        prev = _prev(em, layer, t, (y, c))
+        if prev:
+            _recurrent_gemms(em, layer, t, prev[0], LSTM, gates)
+        hp, cp = prev or (Rows("dummy", 0, 0), Rows("dummy", 0, 0))
+        em.launch("recurrent", "lstm_fwd", rows * hidden,
+                  (*(b(gates[g]) for g in LSTM), b(c), b(y), b(hist), i(t * hidden),
+                   i(steps * hidden), b(cp.buf), b(hp.buf), i(hp.off), i(hp.ld),
+                   i(rows * hidden), i(hidden), i(int(prev is not None)), i(int(keep))),
+                  layer.name)
 
 
 def lstm_backward(em: Emitter, layer, t: BackwardTargets):
-    n = em.batch * layer.attrs["hidden"]
-    hp, cp = _prev(em, layer)
-    info = unroll_info(layer)
-    gates = _gate_buffers(em, layer, LSTM)
-    d = _scratch(em, layer, LSTM)
-    has_next = info["index"] + 1 < info["steps"]
-    dc_next = em.declare(dcell_buffer(em.prefix, layer.name), n) if has_next else "dummy"
-    want_dc = len(layer.sources) > 1 and t.dx[1]
-    dc_prev = em.declare(dcell_buffer(em.prefix, layer.sources[1]), n) if want_dc else "dummy"
-    em.launch("recurrent", "lstm_bwd", n,
-              (b(em.grad(layer.name)), *(b(gates[g]) for g in LSTM),
-               b(cell_buffer(em.prefix, layer.name)), b(cp or "dummy"), b(dc_next),
-               *(b(d[g]) for g in LSTM), b(dc_prev), i(n), i(int(hp is not None)),
-               i(int(has_next)), i(int(want_dc))), layer.name)
-    _backward_gemms(em, layer, t, em.source(layer, 0), hp, da_x=d, da_h=d, dh_started=False)
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    gates = _gate_seqs(em, layer, LSTM, "gate")
+    das = _gate_seqs(em, layer, LSTM, "da")
+    c = cell_buffer(em.prefix, layer.name)
+    dh = _state_grads(em, layer) if steps > 1 else ("dummy", "dummy")
+    n = rows * hidden
+    dc = tuple(em.declare(f"{em.prefix}:dcell{k}:{layer.name}", n) for k in (0, 1)) \
+        if steps > 1 else ("dummy", "dummy")
+    for s in reversed(range(steps)):
+        has_next, want = s + 1 < steps, s > 0
+        prev = _prev(em, layer, s, (em.act(layer.name), c))
+        cp = prev[1] if prev else Rows("dummy", 0, 0)
+        em.launch("recurrent", "lstm_bwd", n,
+                  (b(em.grad(layer.name)), b(dh[(s + 1) % 2]), i(int(has_next)),
+                   *(b(gates[g]) for g in LSTM), b(c), i(s * hidden), i(steps * hidden),
+                   b(cp.buf), i(cp.off), i(cp.ld), b(dc[(s + 1) % 2]),
+                   *(b(das[g]) for g in LSTM), b(dc[s % 2]), i(n), i(hidden),
+                   i(int(prev is not None)), i(int(want))), layer.name)
+        if want:
+            _dh_gemms(em, layer, s, das, dh[s % 2])
+    _dx_gemms(em, layer, t, das)
+    _weight_grads(em, layer, t, {g: Rows(das[g], 0, hidden) for g in LSTM})
 
-
-# ---- rnn ----------------------------------------------------------------------------------
 
 def rnn_forward(em: Emitter, layer):
     _check_shares(em, layer)
-    n = em.batch * layer.attrs["hidden"]
-    hp, _ = _prev(em, layer)
-    pre = _gate_buffers(em, layer, ("",))
-    y = em.declare(em.act(layer.name), n)
-    _input_gemms(em, layer, em.source(layer, 0), hp, ("",), pre)
-    em.launch("recurrent", "rnn_fwd", n,
-              (b(pre[""]), b(y), i(n), i(int(layer.attrs["act"] == "relu"))), layer.name)
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    pre = _gate_seqs(em, layer, ("",), "gate")
+    y = em.declare(em.act(layer.name), em.batch * hidden)
+    keep = em.prefix == "train"
+    hist = _hist_h(em, layer) if keep else "dummy"
+    em.declare("dummy", 16)
+    _input_gemms(em, layer, ("",), pre)
+    for t in range(steps):
+        prev = _prev(em, layer, t, (y,))
+        if prev:
+            _recurrent_gemms(em, layer, t, prev[0], ("",), pre)
+        hp = prev[0] if prev else Rows("dummy", 0, 0)
+        em.launch("recurrent", "rnn_fwd", rows * hidden,
+                  (b(pre[""]), b(y), b(hist), i(t * hidden), i(steps * hidden), b(hp.buf),
+                   i(hp.off), i(hp.ld), i(rows * hidden), i(hidden),
+                   i(int(prev is not None)), i(int(layer.attrs["act"] == "relu")),
+                   i(int(keep))), layer.name)
 
 
 def rnn_backward(em: Emitter, layer, t: BackwardTargets):
-    n = em.batch * layer.attrs["hidden"]
-    hp, _ = _prev(em, layer)
-    d = _scratch(em, layer, ("",))
-    em.launch("recurrent", "rnn_bwd", n,
-              (b(em.grad(layer.name)), b(em.act(layer.name)), b(d[""]), i(n),
-               i(int(layer.attrs["act"] == "relu"))), layer.name)
-    _backward_gemms(em, layer, t, em.source(layer, 0), hp, da_x=d, da_h=d, dh_started=False)
+    steps, rows = seq_shape(em)
+    hidden = layer.attrs["hidden"]
+    das = _gate_seqs(em, layer, ("",), "da")
+    dh = _state_grads(em, layer) if steps > 1 else ("dummy", "dummy")
+    n = rows * hidden
+    for s in reversed(range(steps)):
+        em.launch("recurrent", "rnn_bwd", n,
+                  (b(em.grad(layer.name)), b(dh[(s + 1) % 2]), i(int(s + 1 < steps)),
+                   b(em.act(layer.name)), b(das[""]), i(s * hidden), i(steps * hidden), i(n),
+                   i(hidden), i(int(layer.attrs["act"] == "relu"))), layer.name)
+        if s > 0:
+            _dh_gemms(em, layer, s, das, dh[s % 2])
+    _dx_gemms(em, layer, t, das)
+    _weight_grads(em, layer, t, {"": Rows(das[""], 0, hidden)})
 
 
 attach_lowering("gru", gru_forward, gru_backward)

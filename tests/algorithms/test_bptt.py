@@ -1,6 +1,6 @@
 """BPTT on OpenCL (float32) against the numpy float64 reference chained over the unrolled
 steps (algo_ref.bptt_reference; the reference cells themselves are checked against finite
-differences in tests/ops/test_reference.py), and the unrolling pass itself."""
+differences in tests/ops/test_reference.py), and the plan's shape."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import singa_dsl
-from singa_dsl.compiler.unroll import unroll_net
 from singa_dsl.run import compile_plan
 from singa_dsl.runtime.trainer import Trainer
 
@@ -20,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 NET = """
 job b {{ steps: {steps}  seed: 5  workspace: "{ws}"  display: every(2)  checkpoint: every(4) }}
-data d {{ train: text("{corpus}", seq: {T}, batch: {B}) }}
+data d {{ train: text("{corpus}", seq: {T}, batch: {B}){test} }}
 net n {{
   unroll: {T}
   x    = input(d.chars)
@@ -41,6 +40,9 @@ BODIES = {
     # stacked recurrent layers with dropout between them
     "stacked": (f"e = embedding(x, d.vocab, 4)\n  h1 = lstm(e, 5, {W})\n"
                 f"  dr = dropout(h1, rate: 0.3)\n  h = gru(dr, 6, {W})", "h"),
+    # wider than one float8 of the gru kernels, with a tail (20 = 8 + 8 + 4)
+    "gru_wide": (f"e = onehot(x, d.vocab)\n  h = gru(e, 20, w: uniform(-0.3, 0.3), "
+                 f"b: uniform(-0.3, 0.3))", "h"),
 }
 
 
@@ -51,9 +53,11 @@ def _corpus(tmp_path) -> pathlib.Path:
     return path
 
 
-def _program(tmp_path, body="gru", T=5, B=4, carry=False, steps=3):
+def _program(tmp_path, body="gru", T=5, B=4, carry=False, steps=3, test_batch=None):
     layers, top = BODIES[body]
-    text = NET.format(steps=steps, ws=tmp_path / "ws", corpus=_corpus(tmp_path), T=T, B=B,
+    corpus = _corpus(tmp_path)
+    test = f'\n  test: text("{corpus}", seq: {T}, batch: {test_batch})' if test_batch else ""
+    text = NET.format(steps=steps, ws=tmp_path / "ws", corpus=corpus, T=T, B=B, test=test,
                       body=layers, top=top, carry=str(carry).lower())
     return singa_dsl.parse(text, "bptt.singa")
 
@@ -72,9 +76,14 @@ def _feed(trainer, phase, batch):
 
 
 def _masks(ex, program, T, B=4):
-    """The dropout masks the device drew (the reference multiplies by the same ones)."""
-    return {(t, l.name): ex.read(f"train:mask:{t}#{l.name}")[:B * l.out.size].reshape(B, -1)
-            for l in program.net.layers if l.op == "dropout" for t in range(T)}
+    """The dropout masks the device drew (the reference multiplies by the same ones): one
+    [B·T, size] buffer per layer, row b·T + t for step t of sequence b."""
+    out = {}
+    for l in program.net.layers:
+        if l.op == "dropout":
+            mask = ex.read(f"train:mask:{l.name}")[:B * T * l.out.size].reshape(B, T, -1)
+            out.update({(t, l.name): mask[:, t] for t in range(T)})
+    return out
 
 
 def _compare(plan, ex, grads, what):
@@ -109,7 +118,7 @@ def test_bptt_gradients_match_reference(tmp_path, body):
             r.close()
 
 
-@pytest.mark.parametrize("body", ["gru", "lstm"])
+@pytest.mark.parametrize("body", ["gru", "lstm", "rnn_tanh", "gru_wide"])
 def test_carry_state_continues_the_streams(tmp_path, body):
     """With carry_state, batch 2's step 0 starts from batch 1's last state (the reference
     is given that state; the W_hh gradients then include step 0's)."""
@@ -131,34 +140,106 @@ def test_carry_state_continues_the_streams(tmp_path, body):
             loss, grads, state = bptt_reference(program.net, params, fields, T, state=state)
             assert trainer._read_losses(train)[0] == pytest.approx(loss, rel=1e-4)
             _compare(plan, ex, grads, f"{body} batch {k}")
-        np.testing.assert_allclose(ex.read("train:carry:h")[:4 * 6].reshape(4, 6),
+        hidden = program.net.layer("h").attrs["hidden"]
+        np.testing.assert_allclose(ex.read("train:carry:h")[:4 * hidden].reshape(4, hidden),
                                    state["h"]["h"], rtol=1e-4, atol=1e-6)
     finally:
         for r in trainer.readers.values():
             r.close()
 
 
-def test_unroll_names_sources_and_shared_params(tmp_path):
-    program = _program(tmp_path, "stacked", T=3)
-    net = unroll_net(program.net)
-    names = [l.name for l in net.layers]
-    assert names[:6] == ["0#x", "0#e", "0#h1", "0#dr", "0#h", "0#y"] and len(names) == 3 * 7
-    layers = {l.name: l for l in net.layers}
-    assert layers["0#x"].sources == ("d.chars[0]",)
-    assert layers["2#loss"].sources == ("2#y", "d.next[2]")
-    assert layers["0#h"].sources == ("0#dr",)                 # step 0: no context
-    assert layers["2#h"].sources == ("2#dr", "1#h")           # chained to step t-1
-    assert layers["2#h1"].attrs["unroll"] == {"index": 2, "steps": 3, "of": "h1"}
-    p0 = {p.key: p for p in layers["0#h"].params}
-    p2 = {p.key: p for p in layers["2#h"].params}
-    assert p0["0#h.z_hx"].share_of is None and p0["0#h.z_hx"].store_name == "h.z_hx"
-    assert p2["2#h.z_hx"].share_of == "0#h.z_hx" and p2["2#h.z_hx"].init is None
-    assert unroll_net(program.net) == net                     # deterministic
+@pytest.mark.parametrize("body", ["stacked", "gru_wide"])
+def test_evaluation_continues_its_own_streams(tmp_path, body):
+    """An evaluation phase (its own batch size, dropout off) starts from zeros and carries
+    its state from one test batch to the next: its losses are the reference's forward."""
+    T = 4
+    program = _program(tmp_path, body, T=T, carry=True, test_batch=3)
+    plan = compile_plan(program)
+    trainer = Trainer(plan, quiet=True)
+    try:
+        trainer.init_params()
+        trainer.run_init()
+        ex, test = trainer.executor, plan.phase("test")
+        train_batch = trainer.readers["train"].next_batch()   # moves the train state off zero
+        _feed(trainer, plan.phase("train"), train_batch)
+        ex.run("train")
+        params = _ref_params(plan, ex)
+        ones = {(t, l.name): 1.0 for l in program.net.layers if l.op == "dropout"
+                for t in range(T)}
+        ex.run("reset:test")
+        state = None
+        for k in range(2):
+            batch = trainer.readers["test"].next_batch()
+            _feed(trainer, test, batch)
+            ex.run("test")
+            fields = {f"d.{k}": v for k, v in batch.items()}
+            loss, _, state = bptt_reference(program.net, params, fields, T, masks=ones,
+                                            state=state)
+            assert trainer._read_losses(test)[0] == pytest.approx(loss, rel=1e-4), k
+    finally:
+        for r in trainer.readers.values():
+            r.close()
+
+
+def test_euclidean_loss_over_steps(tmp_path):
+    """A loss other than softmax_loss (whose kernel divides by the rows it is given, and
+    has no scale) still has each step's batch-mean gradient: float sequences from an npz."""
+    T, B = 4, 4
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "seq.npz", x=rng.standard_normal((16, T, 3)).astype(np.float32),
+             y=rng.integers(0, 3, (16, T)).astype(np.int32))
+    text = f"""
+job e {{ steps: 3  seed: 5  workspace: "{tmp_path / 'ws'}" }}
+data d {{ train: npz("{tmp_path / 'seq.npz'}", batch: {B}) }}
+net n {{
+  unroll: {T}
+  x    = input(d.image)
+  h    = rnn(x, 5, {W})
+  p    = dense(h, 3, w: uniform(-0.5, 0.5))
+  loss = euclidean_loss(p, d.image)
+}}
+algorithm bptt
+updater sgd {{ lr: 0.1 }}
+"""
+    program = singa_dsl.parse(text, "euclid.singa")
+    plan = compile_plan(program)
+    trainer = Trainer(plan, quiet=True)
+    try:
+        trainer.init_params()
+        ex, train = trainer.executor, plan.phase("train")
+        batch = trainer.readers["train"].next_batch()
+        _feed(trainer, train, batch)
+        ex.run("train")
+        fields = {f"d.{k}": v for k, v in batch.items()}
+        loss, grads, _ = bptt_reference(program.net, _ref_params(plan, ex), fields, T)
+        assert trainer._read_losses(train)[0] == pytest.approx(loss, rel=1e-4)
+        _compare(plan, ex, grads, "euclidean")
+    finally:
+        for r in trainer.readers.values():
+            r.close()
+
+
+def test_plan_runs_each_layer_once_over_all_steps(tmp_path):
+    """Layers without state run once over the B·T rows of all steps (fields read as
+    uploaded, one buffer per layer); each recurrent layer loops over the steps inside; the
+    params are the net's, each updated once."""
+    T, B = 3, 4
+    program = _program(tmp_path, "stacked", T=T, B=B)
     plan = compile_plan(program)
     assert sorted(p.store_name for p in plan.params) == sorted(p.key for p in program.net.params)
     assert {u.param for u in plan.updates} == {p.key for p in plan.params}
+    sizes = {d.name: d.nbytes for d in plan.kernels.buffers}
+    assert sizes["train:act:y"] == 4 * B * T * program.net.layer("y").out.size
+    assert sizes["train:mask:dr"] == 4 * B * T * 5
+    assert not any("#" in name for name in sizes)                 # no per-step copies
+    train = dict(plan.kernels.launch_lists)["train"]
+    per_tag = {}
+    for launch in train:
+        per_tag.setdefault(launch.tag, []).append(launch.kernel)
+    assert per_tag["e"] == ["embedding_fwd", "embedding_bwd"] and per_tag["dr"] == ["dropout_fwd", "dropout_bwd"]
+    assert per_tag["h1"].count("lstm_fwd") == T and per_tag["h"].count("gru_bwd") == T
     again = type(plan).from_json(json.loads(plan.dumps()))
-    assert again.to_json() == plan.to_json() and again.metric["steps"] == 3
+    assert again.to_json() == plan.to_json() and again.metric["steps"] == T
 
 
 def test_char_rnn_small_learns_and_samples(tmp_path):

@@ -262,3 +262,15 @@ def test_softmax_loss_topk_accuracy(device):
 def test_euclidean_loss(device, acc):
     net = "x = input(d.image)\nt = tanh(x)\nl = euclidean_loss(x, t)"
     run_case(device, net, [2, 5], 3, "l", acc=acc)
+
+
+# ---- recurrent cells in a plain bp net: one step from a zero state ---------------------------
+
+@pytest.mark.parametrize("acc", ACCUMULATE)
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn", 'rnn(act: "relu")'])
+def test_recurrent_cell_one_step(device, cell, acc):
+    """The sequence lowering with T = 1 (20 units: the gru kernels' float8 path and a tail);
+    BPTT over many steps is checked in tests/algorithms/test_bptt.py."""
+    name, _, rest = cell.partition("(")
+    args = f", {rest[:-1]}" if rest else ""
+    run_case(device, f"x = input(d.image)\nh = {name}(x, 20{args})", [7], 3, "h", acc=acc)
