@@ -93,12 +93,14 @@ def _pretune(program, layout, *, device, threads, quiet) -> None:
     """Before starting the ranks: measure the workers' GEMM shapes not yet cached, in a
     process with a worker's thread count (PoCL's threads are fixed when it starts), so that
     each rank finds its choices in the cache."""
+    import os
+    import pathlib
     import subprocess
     import sys
     from .runtime import autotune, launch
-    if not autotune.tuning_enabled() or not __import__("pathlib").Path(program.file).is_file():
+    if not autotune.tuning_enabled() or not pathlib.Path(program.file).is_file():
         return
-    env = dict(__import__("os").environ)
+    env = dict(os.environ)
     env.setdefault("POCL_MAX_PTHREAD_COUNT", str(launch.worker_threads(layout, threads)))
     cmd = [sys.executable, "-m", "singa_dsl.cli", "tune", str(program.file), "--brief"]
     cmd += ["--device", str(device)] * (device is not None) + ["--quiet"] * bool(quiet)
