@@ -57,7 +57,8 @@ class Tuned:
 
     @property
     def speedup(self) -> float:
-        return self.default_seconds / self.seconds if self.seconds > 0 else 1.0
+        ratio = self.default_seconds / self.seconds if self.seconds > 0 else 1.0
+        return ratio if math.isfinite(ratio) else 1.0
 
 
 def tuning_enabled(explicit: bool | None = None) -> bool:
@@ -236,6 +237,8 @@ def tune_key(device, key: GemmKey) -> Tuned:
     finalists = list(dict.fromkeys([base, *sorted(times, key=times.get)[:FINALISTS + 1]]))
     final = _measure(device, ops, [c for c in finalists if c in times],
                      passes=FINAL_PASSES, checked=True)
+    if not final:      # nothing computed the GEMM right: keep the rules' choice, unmeasured
+        return Tuned(key, base, math.inf, math.inf, len(times))
     best = min(final, key=final.get)
     base_s = final.get(base, math.inf)
     if base in final and final[best] > base_s * (1 - MIN_GAIN):

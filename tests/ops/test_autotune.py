@@ -271,3 +271,10 @@ def test_a_run_measures_within_its_budget_biggest_shapes_first(device, tmp_path,
     for _ in range(4):
         autotune.lower_tuned(lower, device, tune=True, cache=cache)
     assert set(cache.table(autotune.device_key(device))) == all_keys
+
+
+def test_when_no_kernel_computes_the_gemm_the_rules_choice_stays(device, monkeypatch):
+    monkeypatch.setattr(autotune._Bench, "error", lambda self, choice: float("nan"))
+    key = GemmKey("tn", False, 24, 40, 30)
+    r = autotune.tune_key(device, key)
+    assert r.choice == default_choice(key) and r.seconds == float("inf")
