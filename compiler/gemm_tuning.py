@@ -15,6 +15,7 @@ tuned: a pre-packed B fixes the panel width, and explicit choices are the caller
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping
@@ -157,6 +158,7 @@ class TuningScope:
     table: Mapping[GemmKey, GemmChoice]
     misses: set[GemmKey] = field(default_factory=set)
     used: set[GemmKey] = field(default_factory=set)
+    launches: Counter = field(default_factory=Counter)    # GEMMs of each shape emitted
 
 
 _SCOPE: ContextVar[TuningScope | None] = ContextVar("singa_gemm_tuning", default=None)
@@ -178,6 +180,20 @@ def tuned(table: Mapping[GemmKey, GemmChoice]) -> Iterator[TuningScope]:
 MIN_TUNED_FLOP = 1 << 24
 
 
+def most_work(keys, launches: Mapping[GemmKey, int], share: float) -> list[GemmKey]:
+    """The biggest shapes that together do ``share`` of the work of ``keys`` (flops times
+    GEMMs emitted, e.g. a recurrent step's GEMM once per step): the ones worth measuring."""
+    ranked = sorted(keys, key=lambda k: (-k.flop * launches.get(k, 1), k))
+    total = sum(k.flop * launches.get(k, 1) for k in ranked)
+    out, done = [], 0
+    for k in ranked:
+        if out and done >= share * total:
+            break
+        out.append(k)
+        done += k.flop * launches.get(k, 1)
+    return out
+
+
 def lookup(key: GemmKey) -> GemmChoice | None:
     """The tuned choice for ``key`` in the current scope (None: use the rules), noting a
     miss for the tuner."""
@@ -186,4 +202,5 @@ def lookup(key: GemmKey) -> GemmChoice | None:
         return None
     choice = scope.table.get(key)
     (scope.used if choice is not None else scope.misses).add(key)
+    scope.launches[key] += 1
     return choice

@@ -31,14 +31,15 @@ import numpy as np
 
 from singa_dsl.compiler.gemm import gemm_launch, largest_buffers
 from singa_dsl.compiler.gemm_tuning import (GemmChoice, GemmKey, candidates, default_choice,
-                                            refinements, tuned)
+                                            most_work, refinements, tuned)
 from .plan_types import BufferDecl
 
 CACHE_VERSION = 1
 ENV_CACHE = "SINGA_TUNE_CACHE"
 ENV_TUNE = "SINGA_TUNE"           # "0": never measure (cached choices still apply)
-ENV_BUDGET = "SINGA_TUNE_SECONDS"  # how long one run may measure (default DEFAULT_BUDGET)
-DEFAULT_BUDGET = 10.0
+ENV_BUDGET = "SINGA_TUNE_SECONDS"  # how long one run may measure (unset: no limit)
+WORK_SHARE = 0.9                  # a run measures the biggest shapes doing this much of
+                                  # the plan's GEMM work; the rest keep the rules' kernels
 MAX_REL_ERROR = 1e-4              # a candidate off by more than this from float64 is refused
 SAMPLE_SECONDS = 0.004            # a timed sample repeats the GEMM at least this long
 FINALISTS = 2                     # first-round winners whose neighbourhood is measured
@@ -142,8 +143,8 @@ class TuneCache:
         devices = self._read()
         mine = devices.get(device) if isinstance(devices.get(device), dict) else {}
         for r in results:
-            mine[r.key.text] = {**r.choice.to_json(), "us": round(r.seconds * 1e6, 1),
-                                "default_us": round(r.default_seconds * 1e6, 1)}
+            mine[r.key.text] = {**r.choice.to_json(), "us": _micro(r.seconds),
+                                "default_us": _micro(r.default_seconds)}
         devices[device] = mine
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".gemm-tuning-")
@@ -155,6 +156,11 @@ class TuneCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _micro(seconds: float) -> float | None:
+    """Microseconds for the cache file (None: not measured; JSON has no NaN)."""
+    return round(seconds * 1e6, 1) if math.isfinite(seconds) else None
 
 
 # ---- measuring ----------------------------------------------------------------------------
@@ -267,13 +273,12 @@ def _measure(device, ops: _Operands, choices, passes, checked=False) -> dict[Gem
 
 
 def tune_budget() -> float | None:
-    """Seconds one run may spend measuring (SINGA_TUNE_SECONDS, default 10; 0 or less: no
-    limit).  Shapes go biggest first, so the budget buys most of the gain; the ones left
-    are measured by the next runs, a budget each, until the cache holds them all."""
+    """Seconds one run may spend measuring (SINGA_TUNE_SECONDS; unset or 0: no limit).
+    Shapes go biggest first; the ones a limit leaves are measured by the next runs."""
     try:
-        budget = float(os.environ.get(ENV_BUDGET, DEFAULT_BUDGET))
+        budget = float(os.environ.get(ENV_BUDGET, "0"))
     except ValueError:
-        budget = DEFAULT_BUDGET
+        budget = 0.0
     return budget if budget > 0 else None
 
 
@@ -337,8 +342,12 @@ def lower_tuned(lower: Callable[[], object], device, *, tune: bool | None = None
         plan = lower()
     if not scope.misses or not tuning_enabled(tune):
         return plan
-    results = tune_and_record(device, scope.misses, cache=cache, say=say,
-                              budget=tune_budget())
+    # Only the shapes doing most of the work repay a measurement; the small rest are
+    # recorded with the rules' choice, so no later run measures them either.
+    worth = most_work(scope.misses, scope.launches, WORK_SHARE)
+    results = tune_and_record(device, worth, cache=cache, say=say, budget=tune_budget())
+    cache.record(device_key(device), [Tuned(k, default_choice(k), math.nan, math.nan, 0)
+                                      for k in scope.misses - set(worth)])
     table.update({r.key: r.choice for r in results})
     with tuned(table):
         return lower()

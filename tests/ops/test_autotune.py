@@ -255,22 +255,47 @@ def test_a_model_parallel_job_tunes_each_workers_partition(device, tmp_path, mon
     assert GemmKey("nt", True, 4, 16, 64) in keys           # the dense before it, 4 rows
 
 
+def _measured(cache):
+    """Keys of the entries that were measured (the rest hold the rules' choice)."""
+    devices = json.loads(cache.path.read_text())["devices"]
+    return {GemmKey.parse(t) for d in devices.values() for t, e in d.items()
+            if e["us"] is not None}
+
+
 def test_a_run_measures_within_its_budget_biggest_shapes_first(device, tmp_path, monkeypatch):
     """SINGA_TUNE_SECONDS bounds what one run spends: here nothing but the first shape (the
-    biggest); the next run measures the next ones, until the cache holds them all."""
+    biggest); the next runs measure the next ones, until the cache holds them all."""
     program = singa_dsl.parse(MLP)
     cache = TuneCache(tmp_path / "tune.json")
     monkeypatch.setenv("SINGA_TUNE_SECONDS", "1e-9")
+    monkeypatch.setattr(autotune, "WORK_SHARE", 1.0)
     lower = lambda: compile_plan(program)        # noqa: E731
     all_keys = autotune.gemm_keys(lower, device, cache=cache)
     said = []
     autotune.lower_tuned(lower, device, tune=True, cache=cache, say=said.append)
-    table = cache.table(autotune.device_key(device))
-    assert list(table) == [min(all_keys, key=lambda k: (-k.flop, k))]     # ties: by name
+    assert _measured(cache) == {min(all_keys, key=lambda k: (-k.flop, k))}   # ties: by name
     assert "4 smaller ones left for the next runs" in said[-1]
     for _ in range(4):
         autotune.lower_tuned(lower, device, tune=True, cache=cache)
-    assert set(cache.table(autotune.device_key(device))) == all_keys
+    assert _measured(cache) == all_keys
+
+
+def test_only_the_shapes_doing_most_of_the_work_are_measured(device, tmp_path, monkeypatch):
+    """The small rest is recorded with the rules' kernel, so no later run measures it."""
+    program = singa_dsl.parse(MLP)
+    cache = TuneCache(tmp_path / "tune.json")
+    lower = lambda: compile_plan(program)        # noqa: E731
+    all_keys = autotune.gemm_keys(lower, device, cache=cache)
+    autotune.lower_tuned(lower, device, tune=True, cache=cache)
+    measured = _measured(cache)
+    work = {k: k.flop for k in all_keys}
+    assert sum(work[k] for k in measured) >= autotune.WORK_SHARE * sum(work.values())
+    assert measured < all_keys                        # the 8x4x16-class GEMMs are not
+    assert min(work[k] for k in measured) >= max(work[k] for k in all_keys - measured)
+    table = cache.table(autotune.device_key(device))
+    assert set(table) == all_keys
+    assert all(table[k] == default_choice(k) for k in all_keys - measured)
+    assert not autotune.gemm_keys(lower, device, cache=cache)
 
 
 def test_when_no_kernel_computes_the_gemm_the_rules_choice_stays(device, monkeypatch):
