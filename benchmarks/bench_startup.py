@@ -20,10 +20,10 @@ the moment the subprocess was started.
   empty further cache folders before each cold run);
 * warm: the same run again with the cache that the cold run filled.
 
-Each cold run also starts with an empty GEMM tuning cache (SINGA_TUNE_CACHE), so "cold" is
-a first run on a new machine: it includes the one-time autotune of the program's GEMM
-shapes (runtime/autotune.py); "cold, untuned" is the same with SINGA_TUNE=0, so the
-difference is what the autotune costs once.  Warm runs find both caches filled.
+"cold" is a first run on a new machine (`singac run`: GEMM kernels from the tuning cache,
+empty here, so the defaults).  "cold, tuned" runs `singac run --tune` with an empty tuning
+cache (SINGA_TUNE_CACHE), so the difference is what the one-time autotune of the program's
+GEMM shapes costs (runtime/autotune.py).  Warm runs `singac run` again, both caches filled.
 
 The baselines are the interpreter alone (`python -c pass`) and the interpreter plus the
 imports `singac run` needs (numpy, pyopencl, singa_dsl's compiler and runtime).
@@ -128,7 +128,7 @@ def main():
     imp = statistics.median(timed([sys.executable, "-c", IMPORTS], base)
                             for _ in range(args.repeat))
     head = (f"{'program':<22} {'cold: first step':>17} {'exit':>7}   "
-            f"{'cold, untuned':>13} {'exit':>7}   "
+            f"{'cold, tuned':>13} {'exit':>7}   "
             f"{'warm: first step':>17} {'exit':>7}   (seconds, median of {args.repeat})")
     lines = [head, "-" * len(head)]
     with tempfile.TemporaryDirectory(prefix="singa_startup_") as tmp:
@@ -136,23 +136,23 @@ def main():
         for f in args.files:
             src = (ROOT / f) if not pathlib.Path(f).is_absolute() else pathlib.Path(f)
             program = startup_copy(src, tmp)
-            cold, untuned, warm = [], [], []
+            cold, tuned, warm = [], [], []
             for r in range(args.repeat):
                 for extra in args.clear:
                     shutil.rmtree(extra, ignore_errors=True)
                 env = dict(base, POCL_CACHE_DIR=str(tmp / f"pocl-untuned-{src.stem}-{r}"),
-                           SINGA_TUNE="0")
-                untuned.append(run_to_first_step(program, env))
+                           SINGA_TUNE="0", SINGA_TUNE_CACHE=str(tmp / "none.json"))
+                cold.append(run_to_first_step(program, env))
                 for extra in args.clear:
                     shutil.rmtree(extra, ignore_errors=True)
                 env = dict(base, POCL_CACHE_DIR=str(tmp / f"pocl-cache-{src.stem}-{r}"),
                            SINGA_TUNE="1",
                            SINGA_TUNE_CACHE=str(tmp / f"tune-{src.stem}-{r}.json"))
-                cold.append(run_to_first_step(program, env))
-                warm.append(run_to_first_step(program, env))
-            c1, c2, u1, u2, w1, w2 = (statistics.median(x[i] for x in runs)
-                                      for runs in (cold, untuned, warm) for i in (0, 1))
-            lines.append(f"{src.name:<22} {c1:17.2f} {c2:7.2f}   {u1:13.2f} {u2:7.2f}   "
+                tuned.append(run_to_first_step(program, env))
+                warm.append(run_to_first_step(program, dict(env, SINGA_TUNE="0")))
+            c1, c2, t1, t2, w1, w2 = (statistics.median(x[i] for x in runs)
+                                      for runs in (cold, tuned, warm) for i in (0, 1))
+            lines.append(f"{src.name:<22} {c1:17.2f} {c2:7.2f}   {t1:13.2f} {t2:7.2f}   "
                          f"{w1:17.2f} {w2:7.2f}")
     lines.append(f"baselines: `python -c pass` {py:.2f} s; python + the imports of "
                  f"`singac run` {imp:.2f} s")

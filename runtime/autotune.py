@@ -6,8 +6,9 @@ it lacks are measured here — every register block, packed and in place; then o
 shapes, prefetch and k slices around the two best; then the best few against the rules'
 choice — and the plan is lowered again.
 Each candidate's result is checked against float64 numpy before it may win, so a kernel
-that miscomputes on some device is never chosen.  The first run on a device pays the
-measuring (seconds; `singac tune` does it ahead of time); later runs read the cache.
+that miscomputes on some device is never chosen.  Measuring is asked for (`singac tune`,
+`singac run --tune`, SINGA_TUNE=1) and paid once per device and shape; every run reads the
+cache.
 
 The cache is a JSON file (``$SINGA_TUNE_CACHE``, else ``$XDG_CACHE_HOME/singa_dsl/
 gemm-tuning.json``, else ``~/.cache/...``), keyed by the device's identity (platform, name,
@@ -36,7 +37,7 @@ from .plan_types import BufferDecl
 
 CACHE_VERSION = 1
 ENV_CACHE = "SINGA_TUNE_CACHE"
-ENV_TUNE = "SINGA_TUNE"           # "0": never measure (cached choices still apply)
+ENV_TUNE = "SINGA_TUNE"           # "1": measure missing shapes (cached choices always apply)
 ENV_BUDGET = "SINGA_TUNE_SECONDS"  # how long one run may measure (unset: no limit)
 WORK_SHARE = 0.9                  # a run measures the biggest shapes doing this much of
                                   # the plan's GEMM work; the rest keep the rules' kernels
@@ -63,10 +64,15 @@ class Tuned:
 
 
 def tuning_enabled(explicit: bool | None = None) -> bool:
-    """``explicit`` when given (a --no-tune flag), else SINGA_TUNE (default on)."""
+    """``explicit`` when given (--tune / --no-tune), else SINGA_TUNE (default off).
+
+    Off by default because measuring is not short on a CPU driver: each candidate is a
+    kernel PoCL compiles (~0.3 s cold), ~40 s for SINGA's MLP, for 0-8% on this machine's
+    steps (BENCHMARKS.md) — a user asks for it once (singac tune), every run then reads the
+    cache."""
     if explicit is not None:
         return explicit
-    return os.environ.get(ENV_TUNE, "1").strip().lower() not in ("0", "no", "off", "false")
+    return os.environ.get(ENV_TUNE, "0").strip().lower() in ("1", "yes", "on", "true")
 
 
 def device_key(device) -> str:

@@ -96,12 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     c.add_argument("--profile", action="store_true",
                    help="print the time spent per layer and per kernel (OpenCL events)")
-    c.add_argument("--no-tune", dest="tune", action="store_false", default=None,
-                   help="do not measure GEMM kernels for shapes missing from the tuning "
-                   "cache (use the defaults; also SINGA_TUNE=0)")
+    c.add_argument("--tune", action=argparse.BooleanOptionalAction, default=None,
+                   help="first measure the fastest GEMM kernels for shapes missing from the "
+                   "tuning cache (default: SINGA_TUNE=1 or not; cached choices always apply)")
 
     c = cmd("tune", "measure the fastest GEMM kernels for a program's shapes on this device "
-            "and cache them (singac run does it on first use)")
+            "and cache them for every later run")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--device", help="OpenCL device, as for run")
     c.add_argument("--threads", type=int, metavar="N",

@@ -39,8 +39,9 @@ def _say(quiet: bool):
 
 def tuned_plan(lower, device, *, tune: bool | None = None, quiet: bool = False):
     """``lower()``'s plan with the GEMM kernels measured fastest on ``device`` (an open
-    Device: shapes not yet in the tuning cache are measured first, unless ``tune`` is False
-    or SINGA_TUNE=0; or a selector string/None: cached choices only, nothing measured)."""
+    Device: shapes not yet in the tuning cache are measured first when ``tune`` is True, or
+    None and SINGA_TUNE=1; or a selector string/None: cached choices only, nothing
+    measured)."""
     from .runtime import autotune
     if device is None or isinstance(device, str):
         return autotune.lower_cached(lower, device)
@@ -89,7 +90,7 @@ def tune_program(program, *, device=None, force: bool = False, quiet: bool = Fal
     return autotune.tune_and_record(dev, keys, say=say)
 
 
-def _pretune(program, layout, *, device, threads, quiet) -> None:
+def _pretune(program, layout, *, device, threads, quiet, tune) -> None:
     """Before starting the ranks: measure the workers' GEMM shapes not yet cached, in a
     process with a worker's thread count (PoCL's threads are fixed when it starts), so that
     each rank finds its choices in the cache."""
@@ -98,7 +99,7 @@ def _pretune(program, layout, *, device, threads, quiet) -> None:
     import subprocess
     import sys
     from .runtime import autotune, launch
-    if not autotune.tuning_enabled() or not pathlib.Path(program.file).is_file():
+    if not autotune.tuning_enabled(tune) or not pathlib.Path(program.file).is_file():
         return
     env = dict(os.environ)
     env.setdefault("POCL_MAX_PTHREAD_COUNT", str(launch.worker_threads(layout, threads)))
@@ -114,8 +115,8 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
                 on_nan="stop", tune: bool | None = None):
     """Train: in this process for one worker and one server; on MPI otherwise — ``singac``
     starts the ranks itself, or, inside an ``mpiexec`` the user started, runs this rank.
-    ``tune``: measure the GEMM shapes missing from the tuning cache first (None: unless
-    SINGA_TUNE=0; see runtime/autotune.py)."""
+    ``tune``: measure the GEMM shapes missing from the tuning cache first (None: when
+    SINGA_TUNE=1; see runtime/autotune.py).  Cached choices apply either way."""
     import dataclasses
     from .runtime.cluster import Layout
     layout = Layout.from_cluster(dataclasses.asdict(program.cluster))
@@ -129,8 +130,7 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
                 steps=steps, device=device, workspace=workspace, resume=resume, quiet=quiet,
                 profile=profile, on_nan=on_nan)
         _warn_about_feature_partitions(program, layout, quiet)
-        if tune is not False:
-            _pretune(program, layout, device=device, threads=threads, quiet=quiet)
+        _pretune(program, layout, device=device, threads=threads, quiet=quiet, tune=tune)
         options = []
         for flag, value in (("--steps", steps), ("--device", device),
                             ("--workspace", workspace), ("--on-nan", on_nan)):

@@ -303,3 +303,16 @@ def test_when_no_kernel_computes_the_gemm_the_rules_choice_stays(device, monkeyp
     key = GemmKey("tn", False, 24, 40, 30)
     r = autotune.tune_key(device, key)
     assert r.choice == default_choice(key) and r.seconds == float("inf")
+
+
+def test_singac_run_measures_only_when_asked(tmp_path, monkeypatch):
+    from singa_dsl.cli import main
+    monkeypatch.delenv("SINGA_TUNE", raising=False)          # the default: off
+    monkeypatch.setenv("SINGA_TUNE_CACHE", str(tmp_path / "tune.json"))
+    prog = tmp_path / "m.singa"
+    prog.write_text(MLP)
+    args = ["run", str(prog), "--steps", "2", "--quiet", "--workspace", str(tmp_path / "ws")]
+    assert main(args) == 0
+    assert not (tmp_path / "tune.json").exists()
+    assert main(args + ["--tune"]) == 0
+    assert _measured(TuneCache(tmp_path / "tune.json"))
