@@ -3,6 +3,7 @@ steps (algo_ref.bptt_reference; the reference cells themselves are checked again
 differences in tests/ops/test_reference.py), and the plan's shape."""
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 
@@ -92,15 +93,27 @@ def _compare(plan, ex, grads, what):
                                    atol=2e-5, err_msg=f"{what}: gradient of {p.store_name}")
 
 
-@pytest.mark.parametrize("body", sorted(BODIES))
-def test_bptt_gradients_match_reference(tmp_path, body):
-    T = 5
-    program = _program(tmp_path, body, T=T)
+@contextlib.contextmanager
+def _started(program, run_init=True):
+    """The program's Trainer with its params initialised (and its init list run), readers
+    closed afterwards: (trainer, plan)."""
     plan = compile_plan(program)
     trainer = Trainer(plan, quiet=True)
     try:
         trainer.init_params()
-        trainer.run_init()
+        if run_init:
+            trainer.run_init()
+        yield trainer, plan
+    finally:
+        for r in trainer.readers.values():
+            r.close()
+
+
+@pytest.mark.parametrize("body", sorted(BODIES))
+def test_bptt_gradients_match_reference(tmp_path, body):
+    T = 5
+    program = _program(tmp_path, body, T=T)
+    with _started(program) as (trainer, plan):
         ex, train = trainer.executor, plan.phase("train")
         batch = trainer.readers["train"].next_batch()
         _feed(trainer, train, batch)
@@ -113,9 +126,6 @@ def test_bptt_gradients_match_reference(tmp_path, body):
                                         masks=_masks(ex, program, T))
         assert got == pytest.approx(loss, rel=1e-4)
         _compare(plan, ex, grads, body)
-    finally:
-        for r in trainer.readers.values():
-            r.close()
 
 
 @pytest.mark.parametrize("body", ["gru", "lstm", "rnn_tanh", "gru_wide"])
@@ -124,11 +134,7 @@ def test_carry_state_continues_the_streams(tmp_path, body):
     is given that state; the W_hh gradients then include step 0's)."""
     T = 4
     program = _program(tmp_path, body, T=T, carry=True)
-    plan = compile_plan(program)
-    trainer = Trainer(plan, quiet=True)
-    try:
-        trainer.init_params()
-        trainer.run_init()
+    with _started(program) as (trainer, plan):
         ex, train = trainer.executor, plan.phase("train")
         params = _ref_params(plan, ex)
         state = None
@@ -143,9 +149,6 @@ def test_carry_state_continues_the_streams(tmp_path, body):
         hidden = program.net.layer("h").attrs["hidden"]
         np.testing.assert_allclose(ex.read("train:carry:h")[:4 * hidden].reshape(4, hidden),
                                    state["h"]["h"], rtol=1e-4, atol=1e-6)
-    finally:
-        for r in trainer.readers.values():
-            r.close()
 
 
 @pytest.mark.parametrize("body", ["stacked", "gru_wide"])
@@ -154,11 +157,7 @@ def test_evaluation_continues_its_own_streams(tmp_path, body):
     its state from one test batch to the next: its losses are the reference's forward."""
     T = 4
     program = _program(tmp_path, body, T=T, carry=True, test_batch=3)
-    plan = compile_plan(program)
-    trainer = Trainer(plan, quiet=True)
-    try:
-        trainer.init_params()
-        trainer.run_init()
+    with _started(program) as (trainer, plan):
         ex, test = trainer.executor, plan.phase("test")
         train_batch = trainer.readers["train"].next_batch()   # moves the train state off zero
         _feed(trainer, plan.phase("train"), train_batch)
@@ -176,9 +175,6 @@ def test_evaluation_continues_its_own_streams(tmp_path, body):
             loss, _, state = bptt_reference(program.net, params, fields, T, masks=ones,
                                             state=state)
             assert trainer._read_losses(test)[0] == pytest.approx(loss, rel=1e-4), k
-    finally:
-        for r in trainer.readers.values():
-            r.close()
 
 
 def test_euclidean_loss_over_steps(tmp_path):
@@ -202,10 +198,7 @@ algorithm bptt
 updater sgd {{ lr: 0.1 }}
 """
     program = singa_dsl.parse(text, "euclid.singa")
-    plan = compile_plan(program)
-    trainer = Trainer(plan, quiet=True)
-    try:
-        trainer.init_params()
+    with _started(program, run_init=False) as (trainer, plan):
         ex, train = trainer.executor, plan.phase("train")
         batch = trainer.readers["train"].next_batch()
         _feed(trainer, train, batch)
@@ -214,9 +207,6 @@ updater sgd {{ lr: 0.1 }}
         loss, grads, _ = bptt_reference(program.net, _ref_params(plan, ex), fields, T)
         assert trainer._read_losses(train)[0] == pytest.approx(loss, rel=1e-4)
         _compare(plan, ex, grads, "euclidean")
-    finally:
-        for r in trainer.readers.values():
-            r.close()
 
 
 def test_plan_runs_each_layer_once_over_all_steps(tmp_path):
