@@ -144,8 +144,15 @@ def refinements(choice: GemmChoice, key: GemmKey) -> list[GemmChoice]:
     """The second round around a good first-round choice: other work-group shapes, the
     software prefetch toggled (in place), other slices of k (packed, where k is long
     enough to be cut)."""
+    groups = list(_GROUPS)
+    # A short C (few row blocks): one work-group down all of its rows, so each B panel is
+    # read from memory once and by the other row blocks from cache (the batch-64 GEMMs
+    # whose B is a big weight matrix)
+    rows = -(-key.m // choice.tile.mr)
+    if 4 < rows <= 16:
+        groups += [(1, rows), (2, rows)]
     out = [GemmChoice(choice.pack, replace(choice.tile, lx=lx, ly=ly), choice.k_chunk)
-           for lx, ly in _GROUPS]
+           for lx, ly in groups]
     if not choice.pack and key.variant != "nt":      # the software prefetch, off or on
         out.append(replace(choice, tile=replace(choice.tile, pf=0 if choice.tile.pf else 16)))
     if choice.pack:
