@@ -75,7 +75,8 @@ class Plan:
     version: int = PLAN_VERSION
     # How the runtime reports the loss outputs; None: BP's (losses summed, per-sample means).
     # {"name": "reconstruction_error" | "nats_per_char", "reduce": "sum" | "mean" (over the
-    # loss outputs, e.g. the unrolled copies of one loss), "perplexity": bool}.
+    # loss outputs; with "steps", each output holds per-sequence sums over the steps, as bptt
+    # writes them), "perplexity": bool}.
     metric: dict | None = None
 
     def phase(self, name: str) -> PhasePlan | None:

@@ -172,7 +172,7 @@ class Trainer:
                 hits = h if hits is None else hits + h
                 n += 1
         metric = self.plan.metric or {}
-        if metric.get("reduce") == "mean":       # bptt: the unrolled copies of the loss
+        if metric.get("reduce") == "mean":       # bptt: per-sequence sums over the steps
             loss /= metric.get("steps") or max(1, len(phase.losses))
         return loss, (None if hits is None else hits / n)
 
