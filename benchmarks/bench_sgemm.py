@@ -26,6 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from singa_dsl.compiler.gemm import gemm_launch
+from singa_dsl.compiler.gemm_tuning import GemmKey
 from singa_dsl.runtime.device import Device
 from singa_dsl.runtime.executor import Executor
 from singa_dsl.runtime.plan_types import BufferDecl
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
                       for i in blas))
     choices = {}
     if args.tune:      # the autotuner's choices: cached, or measured now and cached
-        from singa_dsl.compiler.gemm_tuning import GemmKey, lookup, tuned
+        from singa_dsl.compiler.gemm_tuning import lookup, tuned
         from singa_dsl.runtime.autotune import TuneCache, device_key, tune_and_record
         keys = {GemmKey(("t" if ta else "n") + ("t" if tb else "n"), bias, m, n, k)
                 for _, m, n, k, ta, tb, bias in cases(args.quick)}
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
                 device, missing, say=lambda t: print(t, flush=True))})
         from singa_dsl.compiler.gemm_tuning import default_choice
         with tuned(table):     # the default's own choice is timed once, as the default
-            choices = {(key.variant, key.bias, key.m, key.n, key.k): c for key in keys
+            choices = {key: c for key in keys
                        if (c := lookup(key)) is not None and c != default_choice(key)}
     head = f"{'case':26s} {'M':>5s} {'N':>5s} {'K':>5s} {'op':>5s} " \
            f"{'ours GF/s':>10s} {'tuned GF/s':>10s} {'numpy GF/s':>11s} {'ratio':>6s} " \
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     ratios = []
     for name, m, n, k, ta, tb, bias in cases(args.quick):
         op = ("t" if ta else "n") + ("t" if tb else "n")
-        choice = choices.get((op, bias, m, n, k))
+        choice = choices.get(GemmKey(op, bias, m, n, k))
         t_default, t_tuned, t_np, err = bench_case(device, m, n, k, ta, tb, bias, args.reps,
                                                    choice)
         t_ours = t_tuned if t_tuned is not None else t_default

@@ -13,6 +13,7 @@ run it; any error is printed with the rank's role and ends the whole job with it
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -204,7 +205,7 @@ def run_rank(program, plan_for, *, model_parallel=None, steps=None, device=None,
     layer (``worker_plan(index)``) and the servers aggregate its ``units``."""
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
-    layout = Layout.from_cluster(plan_for(None).cluster)
+    layout = Layout.from_cluster(dataclasses.asdict(program.cluster))   # (no lowering)
     role = None
     try:
         if comm.Get_size() != layout.size:

@@ -291,6 +291,14 @@ def _render_direct_kernel(k: int, mr: int, nv: int, flip: bool) -> str:
     return "\n".join(lines)
 
 
+
+def _dw_taps(ms, ws, load: str, lane: str) -> list[str]:
+    """One line per tap w of the dW kernel's inner loop: load x (``load`` with {w}) once and
+    add g_m·x into every filter m's accumulator (``lane``: ".s0" in the scalar tail)."""
+    return [f"                {{ {load.format(w=w)} "
+            + " ".join(f"a{m}_{w}{lane} = g{m} * x + a{m}_{w}{lane};" for m in ms) + " }"
+            for w in ws]
+
 def _render_dw_kernel(k: int, mw: int) -> str:
     """part[chunk, f, i, kh, kw] = Σ_{b in chunk, oh, ow} dy[b, f, oh, ow] · xp[b, i, oh+kh, ow+kw]:
     one work-item per (i·k + kh, block of mw filters, chunk of images), k·mw float8
@@ -316,18 +324,12 @@ def _render_dw_kernel(k: int, mw: int) -> str:
         "        for (int oh = 0; oh < OH; ++oh) {",
         "            int ow = 0;",
         "            for (; ow + 8 <= OW; ow += 8) {",
-        "                " + " ".join(f"const float8 g{m} = LD8(d{m} + ow);" for m in ms)]
-    for w in ws:
-        fmas = " ".join(f"a{m}_{w} = g{m} * x + a{m}_{w};" for m in ms)
-        lines.append(f"                {{ const float8 x = LD8(xr + ow + {w}); {fmas} }}")
-    lines += [
+        "                " + " ".join(f"const float8 g{m} = LD8(d{m} + ow);" for m in ms),
+        *_dw_taps(ms, ws, "const float8 x = LD8(xr + ow + {w});", ""),
         "            }",
         "            for (; ow < OW; ++ow) {",
-        "                " + " ".join(f"const float g{m} = d{m}[ow];" for m in ms)]
-    for w in ws:
-        fmas = " ".join(f"a{m}_{w}.s0 = g{m} * x + a{m}_{w}.s0;" for m in ms)
-        lines.append(f"                {{ const float x = xr[ow + {w}]; {fmas} }}")
-    lines += [
+        "                " + " ".join(f"const float g{m} = d{m}[ow];" for m in ms),
+        *_dw_taps(ms, ws, "const float x = xr[ow + {w}];", ".s0"),
         "            }",
         "            xr += Wp; " + " ".join(f"d{m} += OW;" for m in ms),
         "        }",

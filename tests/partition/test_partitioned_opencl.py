@@ -253,23 +253,30 @@ def test_cifar_as_written_hybrid_two_workers(device):
                for n in payloads(pp.graph))
 
 
+def _loss_curves(plans, device, tmp_path, steps: int) -> list[list[float]]:
+    """Each plan trained ``steps`` SGD steps from its init (a workspace each): the losses."""
+    from singa_dsl.runtime.trainer import Trainer
+    curves = []
+    for plan in plans:
+        t = Trainer(plan, device=device, workspace=str(tmp_path / str(len(curves))),
+                    quiet=True)
+        t.init_params()
+        curves.append([t.train_step(s)[0] for s in range(steps)])
+        for r in t.readers.values():
+            r.close()
+    return curves
+
+
 def test_training_partitioned_follows_unpartitioned(tmp_path, device):
     """A few SGD steps of the partitioned plan (the trainer, --simulate's path) track the
     one-worker plan: same data, same init, losses equal to float32 rounding."""
     from singa_dsl.run import compile_plan
-    from singa_dsl.runtime.trainer import Trainer
     from partition_netgen import program_text
     program = parse(program_text(HAND.strip().splitlines(), (2, 4, 4), 4).replace(
         "steps: 1", "steps: 5"))
-    curves = []
-    for plan in (compile_plan(program),
-                 lower_partitioned(program, 2, {"fc": "feature", "j": "none"}).plan):
-        t = Trainer(plan, device=device, workspace=str(tmp_path / str(len(curves))),
-                    quiet=True)
-        t.init_params()
-        curves.append([t.train_step(s)[0] for s in range(5)])
-        for r in t.readers.values():
-            r.close()
+    curves = _loss_curves((compile_plan(program),
+                           lower_partitioned(program, 2, {"fc": "feature", "j": "none"}).plan),
+                          device, tmp_path, 5)
     np.testing.assert_allclose(curves[1], curves[0], rtol=1e-4)
     assert curves[0][-1] != curves[0][0]
 
@@ -311,16 +318,9 @@ def test_shared_params_on_batch_copies_and_refused_on_features(tmp_path, device)
     a located error."""
     from singa_dsl.errors import SingaConfigError
     from singa_dsl.run import compile_plan
-    from singa_dsl.runtime.trainer import Trainer
     program = singa_dsl.parse(TIED % (tmp_path / "ws"), "tied.singa")
-    curves = []
-    for plan in (compile_plan(program), lower_partitioned(program, 2).plan):
-        t = Trainer(plan, device=device, workspace=str(tmp_path / str(len(curves))),
-                    quiet=True)
-        t.init_params()
-        curves.append([t.train_step(s)[0] for s in range(3)])
-        for r in t.readers.values():
-            r.close()
+    curves = _loss_curves((compile_plan(program), lower_partitioned(program, 2).plan),
+                          device, tmp_path, 3)
     np.testing.assert_allclose(curves[1], curves[0], rtol=1e-5)
     with pytest.raises(SingaConfigError, match="shared with another layer") as e:
         lower_partitioned(program, 2, {"dec": "feature"})
