@@ -9,6 +9,14 @@ def _n(em: Emitter, layer) -> int:
     return em.batch * layer.out.size
 
 
+# elements one work-item of activation.cl's kernels computes (its float8 form)
+PER_ITEM = 8
+
+
+def _items(em: Emitter, layer) -> int:
+    return -(-_n(em, layer) // PER_ITEM)
+
+
 def _param0(layer) -> float:
     return float(layer.attrs.get("slope", 0.0))
 
@@ -16,13 +24,13 @@ def _param0(layer) -> float:
 def _make(name: str):
     def forward(em: Emitter, layer):
         y = em.declare(em.act(layer.name), _n(em, layer))
-        em.launch("activation", f"{name}_fwd", _n(em, layer),
+        em.launch("activation", f"{name}_fwd", _items(em, layer),
                   (b(em.source(layer, 0)), b(y), i(_n(em, layer)), f(_param0(layer))), layer.name)
 
     def backward(em: Emitter, layer, t: BackwardTargets):
         if not t.dx[0]:
             return
-        em.launch("activation", f"{name}_bwd", _n(em, layer),
+        em.launch("activation", f"{name}_bwd", _items(em, layer),
                   (b(em.source(layer, 0)), b(em.act(layer.name)), b(em.grad(layer.name)),
                    b(em.source_grad(layer, 0)), i(_n(em, layer)), f(_param0(layer)),
                    i(int(t.dx_accumulate[0]))), layer.name)
