@@ -165,13 +165,14 @@ def singa_trainer(program_text: str, profile: bool = False, tuned: bool = True):
     """The program's Trainer as `singac run --tune` builds it: GEMM kernels from the tuning
     cache, shapes missing from it measured first (``tuned``; else gemm.py's defaults)."""
     import singa_dsl
-    from singa_dsl.run import compile_plan, tuned_plan
+    from singa_dsl.compiler.fuse_update import fuse_sgd
+    from singa_dsl.run import compile_plan, training_plan
     from singa_dsl.runtime.device import Device
     from singa_dsl.runtime.trainer import Trainer
     program = singa_dsl.parse(program_text)
     device = Device.open(None, profile=profile)
-    plan = tuned_plan(lambda: compile_plan(program), device, tune=True, quiet=True) if tuned else \
-        compile_plan(program)
+    plan = training_plan(program, device, tune=tuned, quiet=True) if tuned else \
+        fuse_sgd(compile_plan(program))
     trainer = Trainer(plan, device=device, quiet=True, profile=profile)
     trainer.init_params()
     trainer.run_init()

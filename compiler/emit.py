@@ -16,6 +16,7 @@ from singa_dsl.runtime.plan_types import BufferDecl, Launch, ProgramDecl
 from . import gemm as gemm_mod
 from .model import LayerSpec, ParamSpec
 
+COL_SUM_COLS = 8                # columns one work-item of common.cl's col_sum adds up
 LOCAL = 64                      # one work-group size for element-wise kernels: few JITs
 BUILD_OPTIONS = ("-cl-mad-enable", "-cl-fast-relaxed-math")
 
@@ -152,6 +153,12 @@ class Emitter:
 
     def fill(self, buffer: str, n: int, value: float, tag: str):
         self.launch("common", "fill", n, (("buf", buffer), ("int", n), ("float", value)), tag)
+
+    def col_sum(self, x: str, out: str, rows: int, cols: int, accumulate: bool, tag: str):
+        """out[j] (+)= the sum of column j of x[rows, cols] (a bias gradient)."""
+        self.launch("common", "col_sum", -(-cols // COL_SUM_COLS),
+                    (("buf", x), ("buf", out), ("int", rows), ("int", cols),
+                     ("int", int(accumulate))), tag)
 
 
 def f(x: float) -> tuple:

@@ -216,6 +216,17 @@ def packed_width(n: int, tile: GemmTile | None = None) -> int:
     return _round_up(n, (tile or DEFAULT_TILES["packed"]).nr)
 
 
+# Where a multiply launch (_Call.multiply) keeps its arguments: m, n, k, alpha, A, a_off,
+# lda, B, b_off, ldb, beta, C, c_off, ldc (then bias, bias_off).
+M_ARG, N_ARG, ALPHA_ARG, A_ARG, B_ARG, BETA_ARG, C_ARG, C_OFF_ARG, LDC_ARG = \
+    0, 1, 3, 4, 7, 10, 11, 12, 13
+
+
+def is_multiply(launch: Launch) -> bool:
+    """Whether ``launch`` is a GEMM's multiply (not one of its pack kernels)."""
+    return launch.kernel.startswith("sgemm_") and not launch.kernel.startswith("sgemm_pack")
+
+
 @dataclass(frozen=True)
 class _Call:
     """One gemm_launch request, resolved: spec, sizes and the argument groups."""
@@ -242,33 +253,38 @@ class _Call:
 
 
 def _packed_launches(call: _Call, scratch: str, k_chunk: int, b_packed: str | None = None):
-    """Pack op(A) and op(B) into scratch (op(B) not when `b_packed` holds its panels), then
-    multiply slice by slice of k: the first slice applies beta and the bias, the others
-    accumulate (beta = 1, no bias)."""
+    """Slice by slice of k: pack that slice of op(A) and op(B) into scratch (op(B) not when
+    `b_packed` holds its panels), then multiply it; the first slice applies beta and the
+    bias, the others accumulate (beta = 1, no bias).  Packing a slice just before its
+    multiply keeps the panels in cache between the two (a whole B of the MLP is 20 MB: packed
+    at once it went to memory and came back)."""
     t, m, n, k = call.spec.resolved_tile, call.m, call.n, call.k
-    a_len, b_len = _round_up(m, t.mr) * k, _round_up(n, t.nr) * k
-    (pack_a, _, _), (pack_b, _, _) = call.spec.pack_kernels
-    launches = [
-        Launch(call.program, pack_a, _pack_grid(call.spec.pack_kernels[0], m, k),
-               (PACK_GROUP, 1),
-               (("int", m), ("int", k), *call.a, ("buf", scratch), ("int", 0)), call.tag)]
-    if b_packed is None:
-        launches.append(
-            Launch(call.program, pack_b, _pack_grid(call.spec.pack_kernels[1], n, k),
-                   (PACK_GROUP, 1),
-                   (("int", n), ("int", k), *call.b, ("buf", scratch), ("int", a_len)),
-                   call.tag))
-        b_buf, b_base = scratch, a_len
-    else:
-        b_buf, b_base, b_len = b_packed, 0, 0
-    # Panels are K-major, so a slice of k is a contiguous piece of every panel; the
-    # packed kernel takes the panel-to-panel stride as its leading dimension.
-    for k0 in range(0, max(k, 1), max(k_chunk, 1)):
-        first = k0 == 0
-        a = (("buf", scratch), ("int", k0 * t.mr), ("int", k * t.mr))
-        b = (("buf", b_buf), ("int", b_base + k0 * t.nr), ("int", k * t.nr))
-        launches.append(call.multiply(min(k_chunk, k - k0), a, b,
-                                      call.beta if first else 1.0, first))
+    kc = max(1, min(max(k_chunk, 1), k))
+    a_len = _round_up(m, t.mr) * kc
+    b_len = 0 if b_packed is not None else _round_up(n, t.nr) * kc
+    (pack_a, _, a_kmajor), (pack_b, _, b_kmajor) = call.spec.pack_kernels
+    a_buf, a_off, lda = call.a
+    b_buf, b_off, ldb = call.b
+    launches = []
+    for k0 in range(0, max(k, 1), kc):
+        ks, first = min(kc, k - k0) if k else 0, k0 == 0
+        # a slice of k starts k0 rows down a K-major operand, k0 values along a row-major one
+        a_at = a_off[1] + k0 * (lda[1] if a_kmajor else 1)
+        launches.append(Launch(call.program, pack_a,
+                               _pack_grid(call.spec.pack_kernels[0], m, ks), (PACK_GROUP, 1),
+                               (("int", m), ("int", ks), a_buf, ("int", a_at), lda,
+                                ("buf", scratch), ("int", 0)), call.tag))
+        if b_packed is None:
+            b_at = b_off[1] + k0 * (ldb[1] if b_kmajor else 1)
+            launches.append(Launch(call.program, pack_b,
+                                   _pack_grid(call.spec.pack_kernels[1], n, ks), (PACK_GROUP, 1),
+                                   (("int", n), ("int", ks), b_buf, ("int", b_at), ldb,
+                                    ("buf", scratch), ("int", a_len)), call.tag))
+            b = (("buf", scratch), ("int", a_len), ("int", ks * t.nr))
+        else:   # whole panels of op(B), K-major: a slice of k is a piece of every panel
+            b = (("buf", b_packed), ("int", k0 * t.nr), ("int", k * t.nr))
+        a = (("buf", scratch), ("int", 0), ("int", ks * t.mr))
+        launches.append(call.multiply(ks, a, b, call.beta if first else 1.0, first))
     return tuple(launches), (BufferDecl(scratch, max(a_len + b_len, 1) * 4),)
 
 
@@ -394,6 +410,20 @@ def _header(spec: GemmSpec, t: GemmTile) -> str:
              f"typedef float{w} vecw_u __attribute__((aligned(4)));",
              f"#define LOADV(p) (*(__global const vecw_u *)(p))",
              f"#define STOREV(p, v) (*(__global vecw_u *)(p) = (v))"]
+    # Built with -DSINGA_GEMM_UPDATE (compiler/fuse_update.py), the kernels take a flag
+    # buffer and raise flag[flag_slot] when they store a NaN or Inf: a GEMM that applies
+    # plain SGD to its C (C = W, alpha = -lr, beta = 1 - lr·wd) checks the step it writes.
+    lines += ["#ifdef SINGA_GEMM_UPDATE",
+              "#define GEMM_EXTRA_ARGS , __global int *flag, const int flag_slot",
+              f"#define NOTE_V(o) if (any((as_int{w}(o) & 0x7f800000) == 0x7f800000)) "
+              "flag[flag_slot] = 1;",
+              "#define NOTE_S(o) if ((as_int(o) & 0x7f800000) == 0x7f800000) "
+              "flag[flag_slot] = 1;",
+              "#else",
+              "#define GEMM_EXTRA_ARGS",
+              "#define NOTE_V(o)",
+              "#define NOTE_S(o)",
+              "#endif"]
     if spec.packed:
         lines += ["typedef float8 vec8_u __attribute__((aligned(4)));",
                   "#define LOAD8(p) (*(__global const vec8_u *)(p))",
@@ -407,7 +437,8 @@ def _signature(spec: GemmSpec) -> str:
             "const float alpha,\n"
             "    __global const float *A, const int a_off, const int lda,\n"
             "    __global const float *B, const int b_off, const int ldb,\n"
-            f"    const float beta, __global float *C, const int c_off, const int ldc{bias})")
+            f"    const float beta, __global float *C, const int c_off, const int ldc{bias}"
+            " GEMM_EXTRA_ARGS)")
 
 
 def _prologue(spec: GemmSpec, t: GemmTile, ro: _Roles) -> str:
@@ -517,7 +548,7 @@ def _store_scalar(spec: GemmSpec, ro: _Roles, p: str, q: str, value: str) -> str
     idx = ro.c_index(p, q)
     bias = f" o += bias[{p if ro.bias_on_p else q}];" if spec.bias else ""
     return (f"{{ float o = alpha * {value}; if (beta != 0.0f) o = beta * C[{idx}] + o;"
-            f"{bias} C[{idx}] = o; }}")
+            f"{bias} NOTE_S(o) C[{idx}] = o; }}")
 
 
 def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
@@ -529,6 +560,13 @@ def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
         out.append(f"    const __global float *lp = {'A' if spec.packed else ro.L + ' + p0'};")
     else:
         out += [f"    const __global float *l{r} = {ro.L} + (p0 + {r}) * {ro.ldl};" for r in rows]
+    if not ro.c_trans:
+        # A fused update reads its block of C (the param) after the loop: ask for it now, so
+        # that the rows (a page apart) arrive while the block is computed.
+        out.append("#if defined(SINGA_GEMM_UPDATE) && defined(SINGA_CPU_DEVICE)")
+        out += [f"    __builtin_prefetch(C + (p0 + {r}) * ldc + q0); "
+                f"__builtin_prefetch(C + (p0 + {r}) * ldc + q0 + {t.nr - 1});" for r in rows]
+        out.append("#endif")
     out += ["    for (int k = 0; k < K; ++k) {"]
     if t.pf and not spec.packed:   # strided rows defeat the hardware prefetcher: help it
         # clang's __builtin_prefetch is a CPU hint: PoCL takes it, NVIDIA's OpenCL compiler
@@ -556,7 +594,7 @@ def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
 def _outer_vec_result(spec: GemmSpec, r: int, v: int, w: int, ptr: str) -> str:
     bias = f" o += LOADV(bias + q0 + {v * w});" if spec.bias else ""
     return (f"float{w} o = alpha * acc{r}_{v}; "
-            f"if (beta != 0.0f) o = beta * LOADV({ptr}) + o;{bias}")
+            f"if (beta != 0.0f) o = beta * LOADV({ptr}) + o;{bias} NOTE_V(o)")
 
 
 def _outer_store(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:

@@ -226,7 +226,7 @@ def _updates(program, params, updated=None):
                 ("int", p.size), ("float", a["lr"]), ("float", a["wd"]),
                 ("float", a["grad_scale"]), ("float", a["clip_lo"]), ("float", a["clip_hi"]),
                 ("float", a["hyper0"]), ("float", a["hyper1"]), ("float", a["delta"]))
-        updates.append(UpdateLaunch(p.key, len(launches), 5))
+        updates.append(UpdateLaunch(p.key, len(launches), upd.ARG_INDEX["lr"]))
         launches.append(Launch("updaters", defn.kernel_name, (gsize,), (lsize,), args,
                                f"update {p.key}"))
     return launches, updates, states

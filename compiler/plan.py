@@ -62,6 +62,20 @@ class UpdateLaunch:
 
 
 @dataclass(frozen=True)
+class FusedUpdate:
+    """A param whose plain-SGD step the GEMM computing its gradient applies
+    (compiler/fuse_update.py): every step the runtime sets that launch's alpha to
+    -lr·grad_scale and its beta to 1 - lr·wd, lr the param's learning rate."""
+    param: str
+    index: int                   # position of the GEMM in the "train" launch list
+    alpha_arg: int
+    beta_arg: int
+    wd: float                    # weight_decay × the param's wd_scale
+    grad_scale: float
+    flag_slot: int               # its element of FUSED_FLAGS (raised on a NaN or Inf)
+
+
+@dataclass(frozen=True)
 class Plan:
     job: dict
     data: dict                   # data block → phase → {"kind", "args", "base_dir"}
@@ -78,6 +92,7 @@ class Plan:
     # loss outputs; with "steps", each output holds per-sequence sums over the steps, as bptt
     # writes them), "perplexity": bool}.
     metric: dict | None = None
+    fused_updates: tuple[FusedUpdate, ...] = ()
 
     def phase(self, name: str) -> PhasePlan | None:
         return next((p for p in self.phases if p.name == name), None)
@@ -93,6 +108,7 @@ class Plan:
             "updates": [_asdict(u) for u in self.updates],
             "kernels": self.kernels.to_json(),
             "metric": self.metric,
+            "fused_updates": [_asdict(u) for u in self.fused_updates],
         }
 
     def dumps(self) -> str:
@@ -111,7 +127,8 @@ class Plan:
                             p["launch_list"], tuple(LossOut(**l) for l in p["losses"]))
                   for p in d["phases"]),
             tuple(UpdateLaunch(**u) for u in d["updates"]),
-            KernelPlan.from_json(d["kernels"]), metric=d.get("metric"))
+            KernelPlan.from_json(d["kernels"]), metric=d.get("metric"),
+            fused_updates=tuple(FusedUpdate(**u) for u in d.get("fused_updates", ())))
 
 
 def _asdict(obj) -> dict:

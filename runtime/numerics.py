@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyopencl as cl
 
+from .plan_types import FUSED_FLAGS
+
 CHECKED_PREFIXES = ("train:", "pgrad:")
 # What the device scans every step: the tensors every value of a step flows into (a NaN in a
 # gate or a packed copy reaches its layer's output or a gradient); the diagnosis that runs
@@ -37,6 +39,7 @@ class Finding:
     nan: int
     inf: int
     size: int
+    counted: bool = True   # False: a fused update's flag (the gradient was never stored)
 
     def what(self) -> str:
         parts = self.buffer.split(":")
@@ -51,6 +54,8 @@ class Finding:
         return f"tensor {self.buffer}"
 
     def counts(self) -> str:
+        if not self.counted:
+            return f"NaN or Inf among {self.size} values"
         kinds = [f"{n} {k}" for n, k in ((self.nan, "NaN"), (self.inf, "Inf")) if n]
         return f"{' and '.join(kinds)} of {self.size} values"
 
@@ -72,21 +77,35 @@ class Finding:
                 f"values in {self.what()} ({self.counts()}; tensor {self.buffer})")
 
 
-def checked_buffers(plan, list_name: str = "train") -> list[tuple[str, str]]:
-    """(buffer, layer) in the order the launch list first touches them, data first."""
+def checked_buffers(plan, list_name: str = "train", fused: bool = False) -> list[tuple[str, str]]:
+    """(buffer, layer) in the order the launch list first touches them, data first.
+    ``fused``: with the gradient of each param whose update its GEMM applies (never stored;
+    its flag tells) at that GEMM."""
     launches = dict(plan.kernels.launch_lists).get(list_name, ())
     phase = plan.phase(list_name)
+    at = {fu.index: fu.param for fu in plan.fused_updates} if fused and list_name == "train" \
+        else {}
     order: dict[str, str] = {f.buffer: "" for f in (phase.feeds if phase else ())}
-    for launch in launches:
+    for i, launch in enumerate(launches):
         for arg in launch.args:
             if arg[0] in ("buf", "buf_offset") and arg[1].startswith(CHECKED_PREFIXES):
                 order.setdefault(arg[1], launch.tag)
+        if i in at:
+            order.setdefault(f"pgrad:{at[i]}", launch.tag)
     return list(order.items())
 
 
 def first_non_finite(executor, plan, list_name: str = "train") -> Finding | None:
     dtypes = {b.name: b.dtype for b in plan.kernels.buffers}
-    for name, layer in checked_buffers(plan, list_name):
+    flags = executor.read(FUSED_FLAGS) if plan.fused_updates and list_name == "train" else None
+    fused = {f"pgrad:{fu.param}": fu for fu in plan.fused_updates}
+    sizes = {p.key: int(np.prod(p.shape)) for p in plan.params}
+    for name, layer in checked_buffers(plan, list_name, fused=True):
+        if name in fused and flags is not None:
+            fu = fused[name]
+            if flags[fu.flag_slot]:
+                return Finding(name, layer, 0, 0, sizes[fu.param], counted=False)
+            continue
         if np.dtype(dtypes.get(name, "float32")).kind != "f":
             continue
         values = executor.read(name)
@@ -119,10 +138,13 @@ class StepCheck:
 
     def __init__(self, executor, plan, list_name: str = "train"):
         device = executor.device
-        self._device = device
+        self._device, self._executor = device, executor
         program = device.build(CHECK_SOURCE, (), "numerics check (--on-nan)")
         self._flag = device.alloc(4)
         self._zero = np.zeros(1, np.int32)
+        # fused updates (compiler/fuse_update.py) flag their own gradients in FUSED_FLAGS
+        self._fused = np.zeros(len(plan.fused_updates), np.int32) \
+            if plan.fused_updates and list_name == "train" else None
         self.reset()
         decls = {b.name: b for b in plan.kernels.buffers}
         chunk = CPU_CHUNK if device.is_cpu else GPU_CHUNK
@@ -148,10 +170,15 @@ class StepCheck:
             cl.enqueue_nd_range_kernel(queue, kernel, size, None)
 
     def tripped(self) -> bool:
-        """Whether a scanned tensor held a NaN or Inf (waits for the queued work)."""
+        """Whether a scanned tensor held a NaN or Inf, or a GEMM applying a fused update
+        stored one (waits for the queued work)."""
         out = np.empty(1, np.int32)
         self._device.download(self._flag, out)
+        if self._fused is not None:
+            out[0] |= self._executor.read(FUSED_FLAGS).any()
         return bool(out[0])
 
     def reset(self) -> None:
         self._device.upload(self._flag, self._zero)
+        if self._fused is not None:
+            self._executor.write(FUSED_FLAGS, self._fused)

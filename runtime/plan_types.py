@@ -18,6 +18,11 @@ from typing import Any, Iterable, Mapping
 ARG_KINDS = ("buf", "int", "float", "buf_offset")
 
 
+# The int32 flags of the GEMMs that apply a fused update (compiler/fuse_update.py), one per
+# param: raised when the GEMM stores a NaN or Inf.
+FUSED_FLAGS = "update:nonfinite"
+
+
 @dataclass(frozen=True)
 class BufferDecl:
     """A device buffer allocated once for the life of an executor."""

@@ -42,6 +42,9 @@ class Trainer:
         from .device import Device
         if on_nan not in ON_NAN:
             raise SingaConfigError(f"on_nan must be one of {', '.join(ON_NAN)}, not {on_nan!r}")
+        if on_nan == "skip" and plan.fused_updates:
+            raise ValueError("--on-nan skip checks a step before updating: the plan must not "
+                             "fuse updates into its GEMMs (compiler/fuse_update.py)")
         self.on_nan = on_nan
         self.last_step_skipped = False
         self.skip_note = ""
@@ -83,7 +86,8 @@ class Trainer:
         loaded = checkpoint.load_init_from(self.job.get("init_from", []), warn=self._warn)
         for p, value in initial_values(self.plan.params, self.job["seed"], loaded):
             self.executor.write(p.buffer, value)
-            self.executor.write(p.grad, np.zeros(p.shape, np.float32))
+            if p.grad in self.executor.buffer_names:    # not where the update is fused
+                self.executor.write(p.grad, np.zeros(p.shape, np.float32))
             for s in p.state:
                 self.executor.write(s, np.zeros(p.shape, np.float32))
 
@@ -161,6 +165,11 @@ class Trainer:
         for u in self.plan.updates:
             self.executor.set_arg("update", u.index, u.lr_arg,
                                   np.float32(base * params[u.param].lr_scale))
+        for fu in self.plan.fused_updates:       # plain SGD in the gradient's GEMM
+            lr = base * params[fu.param].lr_scale
+            self.executor.set_arg("train", fu.index, fu.alpha_arg,
+                                  np.float32(-lr * fu.grad_scale))
+            self.executor.set_arg("train", fu.index, fu.beta_arg, np.float32(1.0 - lr * fu.wd))
 
     def _read_losses(self, phase) -> tuple[float, float | None]:
         loss, hits, n = 0.0, None, 0
@@ -213,9 +222,9 @@ class Trainer:
         train = self._start_step(step)
         if self.on_nan == "skip":
             return self._train_step_or_skip(step, train)
+        self._set_learning_rates(step)      # before "train": it may apply fused updates
         self.executor.run("train")
         self.numerics.enqueue()
-        self._set_learning_rates(step)
         self.executor.run("update")
         loss, acc = self._read_losses(train)
         if not math.isfinite(loss) or self.numerics.tripped():

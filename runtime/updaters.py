@@ -34,6 +34,11 @@ from .schedules import ScheduleSpec, _freeze, _thaw, learning_rate, lr_from_json
 UPDATE_CHUNK = 8
 UPDATE_LOCAL_SIZE = 64
 
+# The update kernels' arguments, in order (updaters.cl's UPD_ARGS).
+KERNEL_ARGS = ("w", "g", "h", "u", "n", "lr", "wd", "grad_scale", "clip_lo", "clip_hi",
+               "hyper0", "hyper1", "delta")
+ARG_INDEX = {name: i for i, name in enumerate(KERNEL_ARGS)}
+
 # reference(w, g, state, lr, wd, grad_scale, args)
 Reference = Callable[[np.ndarray, np.ndarray, dict, float, float, float, dict], None]
 

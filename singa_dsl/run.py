@@ -48,6 +48,16 @@ def tuned_plan(lower, device, *, tune: bool | None = None, quiet: bool = False):
     return autotune.lower_tuned(lower, device, tune=tune, say=_say(quiet))
 
 
+def training_plan(program, device, *, tune: bool | None = None, quiet: bool = False,
+                  on_nan: str = "stop"):
+    """The plan one process trains with: tuned GEMMs (``tuned_plan``), and plain SGD applied
+    by the GEMMs computing the gradients where it can be (compiler/fuse_update.py) — not
+    under ``--on-nan skip``, which checks a step before any update."""
+    from .compiler.fuse_update import fuse_sgd
+    plan = tuned_plan(lambda: compile_plan(program), device, tune=tune, quiet=quiet)
+    return plan if on_nan == "skip" else fuse_sgd(plan)
+
+
 def _worker_lowerings(program, layout):
     """A lowering of each distinct plan a group's worker ranks compile: its rows of every
     layer, or, model-parallel, its partition of each layer (and the driver's unpartitioned
@@ -146,7 +156,7 @@ def run_program(program, *, steps=None, device=None, workspace=None, resume=Fals
     from .runtime.device import Device
     if device is None or isinstance(device, str):
         device = Device.open(device, profile=profile)
-    plan = tuned_plan(lambda: compile_plan(program), device, tune=tune, quiet=quiet)
+    plan = training_plan(program, device, tune=tune, quiet=quiet, on_nan=on_nan)
     trainer = Trainer(plan, device=device, workspace=workspace, steps=steps, quiet=quiet,
                       resume=resume, profile=profile, on_nan=on_nan)
     return trainer.run()

@@ -1,7 +1,7 @@
 """OpenCL lowering of dense: GEMMs with the bias in the forward GEMM's epilogue."""
 from __future__ import annotations
 
-from ..emit import BackwardTargets, Emitter, b, i
+from ..emit import BackwardTargets, Emitter
 from .registry import attach_lowering
 
 
@@ -34,9 +34,8 @@ def backward(em: Emitter, layer, t: BackwardTargets):
         em.gemm(layer.name, m=units, n=n_in, k=em.batch, a=dy, trans_a=True, b=x,
                 c=em.pgrad(layer, "w"), beta=beta)
     if layer.attrs["bias"]:
-        acc = t.dparam_accumulate[f"{layer.name}.b"]
-        em.launch("common", "col_sum", units, (b(dy), b(em.pgrad(layer, "b")), i(em.batch),
-                                               i(units), i(int(acc))), layer.name)
+        em.col_sum(dy, em.pgrad(layer, "b"), em.batch, units,
+                   t.dparam_accumulate[f"{layer.name}.b"], layer.name)
 
 
 attach_lowering("dense", forward, backward)

@@ -76,9 +76,8 @@ def backward(em: Emitter, layer, t: BackwardTargets):
                 c=em.source_grad(layer, 0), beta=1.0 if t.dx_accumulate[0] else 0.0)
     em.gemm(layer.name, m=nh, n=nv, k=em.batch, a=da, trans_a=True, b=em.source(layer, 0),
             c=em.pgrad(layer, "w"), beta=1.0 if t.dparam_accumulate[f"{layer.name}.w"] else 0.0)
-    em.launch("common", "col_sum", nh,
-              (b(da), b(em.pgrad(layer, "hbias")), i(em.batch), i(nh),
-               i(int(t.dparam_accumulate[f"{layer.name}.hbias"]))), layer.name)
+    em.col_sum(da, em.pgrad(layer, "hbias"), em.batch, nh,
+               t.dparam_accumulate[f"{layer.name}.hbias"], layer.name)
     if not t.dparam_accumulate[f"{layer.name}.vbias"]:
         em.fill(em.pgrad(layer, "vbias"), nv, 0.0, layer.name)
 

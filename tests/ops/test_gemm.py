@@ -110,7 +110,11 @@ def test_launch_records_and_scratch():
     emit = gemm_launch(m=300, n=200, k=100, a="x", b="w", c="y", pack=True, tag="fc1")
     assert [l.tag for l in emit.launches] == ["fc1"] * 3     # pack A, pack B, multiply
     sliced = gemm_launch(m=300, n=200, k=100, a="x", b="w", c="y", pack=True, k_chunk=40)
-    assert len(sliced.launches) == 2 + 3
+    assert len(sliced.launches) == 3 * 3                     # each slice: pack, pack, multiply
+    # the scratch holds one slice's panels: 300 rows (mr 6 divides it), 200 → 208 columns (nr 16)
+    assert sliced.buffers[0].nbytes == (300 + 208) * 40 * 4
+    packs_a = [l for l in sliced.launches if l.kernel.startswith("sgemm_pack_rk")]
+    assert [l.args[3] for l in packs_a] == [("int", 0), ("int", 40), ("int", 80)]
     assert len(emit.programs) == 1 and emit.buffers[0].name == "gemm_scratch"
     small = gemm_launch(m=10, n=10, k=10, a="x", b="w", c="y", pack=True)
     merged = largest_buffers([*emit.buffers, *small.buffers])

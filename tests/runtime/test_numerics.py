@@ -12,6 +12,7 @@ import pytest
 
 import singa_dsl
 from singa_dsl import cli
+from singa_dsl.compiler.fuse_update import fuse_sgd
 from singa_dsl.run import compile_plan
 from singa_dsl.runtime import numerics
 from singa_dsl.runtime.trainer import NumericalError, Trainer
@@ -24,7 +25,7 @@ net n {{
   fc1  = dense(x, 16, w: {w1})
   h1   = relu(fc1)
   fc2  = dense(h1, 3, w: {w2})
-  loss = softmax_loss(fc2, d.label)
+  loss = softmax_loss(fc2, d.label{loss_args})
 }}
 algorithm bp
 updater sgd {{ lr: {lr} }}
@@ -33,14 +34,15 @@ RECORDS = 40          # 5 batches of 8 per epoch, in order (no shuffle)
 
 
 def _write(tmp_path, *, steps=12, w1="uniform(-0.3, 0.3)", w2="uniform(-0.3, 0.3)", lr=0.1,
-           inf_at=None) -> pathlib.Path:
+           inf_at=None, loss_args="") -> pathlib.Path:
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (RECORDS, 8)).astype(np.float32)
     if inf_at is not None:
         x[inf_at, 3] = np.inf
     np.savez(tmp_path / "data.npz", x=x, y=(np.arange(RECORDS) % 3).astype(np.int32))
     path = tmp_path / "nan.singa"
-    path.write_text(PROGRAM.format(steps=steps, ws=tmp_path / "ws", w1=w1, w2=w2, lr=lr))
+    path.write_text(PROGRAM.format(steps=steps, ws=tmp_path / "ws", w1=w1, w2=w2, lr=lr,
+                                   loss_args=loss_args))
     return path
 
 
@@ -58,6 +60,26 @@ def test_a_layer_that_overflows_is_named_with_its_tensor(tmp_path, capsys):
         in err
     assert "tensor train:act:fc2" in err and "Inf of 24 values" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("on_nan", ["stop", "skip"])
+def test_a_weight_gradient_that_overflows_is_named_as_that_param(tmp_path, capsys, on_nan):
+    """h1 is ~1e11, the loss's gradient ~1e29 (scale: 1e30), fc2's weights 0: the forward
+    pass, the loss and every layer's gradient stay finite, fc2.w's gradient (~1e40) does not.
+    By default the GEMM computing it applies plain SGD in place and raises its flag (the
+    gradient is never stored: not counted); under --on-nan skip it is stored and scanned (every
+    step is skipped, until the 20th in a row ends the run)."""
+    path = _write(tmp_path, steps=25, w1="constant(1e11)", w2="constant(0)",
+                  loss_args=", scale: 1e30")
+    code, err = _run_cli(capsys, path, "--on-nan", on_nan)
+    assert code == 6, err
+    step = 0 if on_nan == "stop" else 19
+    found = (f"numerics check at step {step}: the backward pass of layer 'fc2' produced "
+             "non-finite values in the gradient of param fc2.w (")
+    assert found in err, err
+    counts = err.split(found, 1)[1].split(";", 1)[0]
+    assert counts == ("NaN or Inf among 48 values" if on_nan == "stop" else "48 Inf of 48 values")
+    assert "tensor pgrad:fc2.w" in err and "Traceback" not in err
 
 
 def test_inf_in_the_data_is_named_as_the_data_field(tmp_path, capsys):
@@ -130,7 +152,7 @@ def test_skip_puts_back_the_running_state_a_bad_step_moved(tmp_path):
 
 def test_the_check_order_is_the_order_the_step_computes():
     program = singa_dsl.parse(PROGRAM.format(steps=1, ws="ws", w1="uniform(-1, 1)",
-                                             w2="uniform(-1, 1)", lr=0.1)
+                                             w2="uniform(-1, 1)", lr=0.1, loss_args="")
                               .replace('npz("data.npz", batch: 8)',
                                        'digits(split: "train", batch: 8)')
                               .replace("fc1  = dense(x, 16,", "fc1  = dense(x, 16,"),
@@ -142,6 +164,12 @@ def test_the_check_order_is_the_order_the_step_computes():
     assert acts == ["train:act:fc1", "train:act:h1", "train:act:fc2"]
     assert grads == ["train:grad:fc2", "train:grad:h1", "train:grad:fc1"]
     assert order.index(acts[-1]) < order.index("train:loss:loss") < order.index(grads[0])
+    # with the weights' SGD in their gradient GEMMs, the diagnosis still meets each weight's
+    # gradient where the step computes it (that GEMM), though it is never stored
+    fused = fuse_sgd(compile_plan(program))
+    assert {u.param for u in fused.fused_updates} == {"fc1.w", "fc2.w"}
+    assert [b for b, _ in numerics.checked_buffers(fused, fused=True)] == order
+    assert "pgrad:fc1.w" not in [b for b, _ in numerics.checked_buffers(fused)]
 
 
 def test_on_nan_must_be_stop_or_skip(tmp_path):
