@@ -369,15 +369,15 @@ def test_a_job_across_two_hosts_matches_the_one_host_run(tmp_path, two_hosts):
 
 
 def _fault_seeds():
-    return int(os.environ.get("SINGA_FAULT_SEEDS", "4"))
+    return int(os.environ.get("SINGA_FAULT_SEEDS", "2"))
 
 
 @pytest.mark.slow
 def test_killing_one_of_four_workers_at_random_steps_never_hangs(tmp_path):
-    """Kill one of four worker ranks at a random moment, seed after seed (SINGA_FAULT_SEEDS,
-    4 by default; 20 for the issue's figure): every run completes after an automatic restart
-    with the final loss of the unfaulted run (within 1%), or exits within 30 s naming the
-    rank; none hangs."""
+    """Kill one of four worker ranks at a random moment, seed after seed (SINGA_FAULT_SEEDS:
+    2 by default, for CI's time; 20 for the issue's figure): every run completes after an
+    automatic restart with the final loss of the unfaulted run (within 1%), or exits within
+    30 s naming the rank; none hangs."""
     import random
     cluster = "workers_per_group: 4  servers_per_group: 1"
     steps = 300
