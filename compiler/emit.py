@@ -53,6 +53,11 @@ class Emitter:
         # share); random draws are counted in global rows, so that a group of workers draws
         # the numbers one worker would.
         self.row0, self.rows_total = 0, batch
+        # Activations a producer's kernel may apply in its epilogue (set by the lowering:
+        # producer → the activation layer that alone reads it), and those taken (activation
+        # → producer): a taken activation emits no forward of its own.
+        self.epilogue_candidates: dict[str, LayerSpec] = {}
+        self.fused_into: dict[str, str] = {}
 
     def rng_offset(self, n: int) -> tuple[int, int]:
         """(first global element index, elements in the global batch) for a tensor of ``n``
@@ -65,6 +70,16 @@ class Emitter:
         """Buffer holding source i of a layer (a data field or another layer's output)."""
         s = layer.sources[i]
         return self.field_buffers[s] if s in self.field_buffers else self.act(s)
+
+    def take_activation(self, layer: LayerSpec, kinds) -> LayerSpec | None:
+        """The activation layer that alone reads ``layer``'s output, when it is one of
+        ``kinds`` (what ``layer``'s kernel can apply as it stores): ``layer`` then writes
+        that activation's output, and the activation's own forward emits nothing."""
+        act = self.epilogue_candidates.get(layer.name)
+        if act is None or act.op not in kinds:
+            return None
+        self.fused_into[act.name] = layer.name
+        return act
 
     def act(self, layer: str) -> str:
         return self.aliases.get(layer, f"{self.prefix}:act:{layer}")

@@ -84,6 +84,11 @@ class GemmSpec:
     bias: bool = False
     packed: bool = False
     tile: GemmTile | None = None
+    act: str = ""          # an activation applied to what is stored (ACTIVATIONS), or none
+
+    def __post_init__(self):
+        if self.act and self.act not in ACTIVATIONS:
+            raise ValueError(f"GemmSpec: no epilogue activation {self.act!r}")
 
     @property
     def variant(self) -> str:
@@ -106,7 +111,7 @@ class GemmSpec:
     @property
     def kernel_name(self) -> str:
         return f"sgemm_{self.variant}" + ("_packed" if self.packed else "") + \
-            ("_bias" if self.bias else "")
+            ("_bias" if self.bias else "") + (f"_{self.act}" if self.act else "")
 
     @property
     def pack_kernels(self) -> tuple[tuple[str, int, bool], tuple[str, int, bool]]:
@@ -144,8 +149,9 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
                 a_offset: int = 0, b_offset: int = 0, c_offset: int = 0, bias_offset: int = 0,
                 tile: GemmTile | None = None, pack: bool | None = None,
                 k_chunk: int | None = None, scratch: str = "gemm_scratch", tag: str = "",
-                origin: str = "", b_packed: str | None = None) -> GemmEmit:
-    """C[m,n] = alpha·op(A)·op(B) + beta·C (+ bias[n]) on buffers named a, b, c (, bias).
+                origin: str = "", b_packed: str | None = None, act: str = "") -> GemmEmit:
+    """C[m,n] = alpha·op(A)·op(B) + beta·C (+ bias[n]) on buffers named a, b, c (, bias),
+    then `act` (one of ACTIVATIONS) applied to every element stored, when given.
 
     op(A) is m×k: A is stored m×k, or k×m when trans_a; op(B) is k×n: B is stored k×n, or
     n×k when trans_b.  Leading dims default to the stored row length; offsets are in
@@ -171,7 +177,7 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
     ldc = ldc if ldc is not None else n
     packed = should_pack(m, n, k, trans_a, trans_b) if pack is None else pack
     packed = packed or b_packed is not None
-    probe = GemmSpec(trans_a, trans_b, bias is not None, packed, tile)
+    probe = GemmSpec(trans_a, trans_b, bias is not None, packed, tile, act)
     spec = replace(probe, tile=fit_tile(probe, m, n))
     program = gemm_program(spec, origin)
     if m == 0 or n == 0:
@@ -243,11 +249,12 @@ class _Call:
     bias: tuple
     tag: str
 
-    def multiply(self, k: int, a: tuple, b: tuple, beta: float, with_bias: bool) -> Launch:
+    def multiply(self, k: int, a: tuple, b: tuple, beta: float, with_bias: bool,
+                 with_act: bool = True) -> Launch:
         args = (("int", self.m), ("int", self.n), ("int", k), ("float", self.alpha), *a, *b,
                 ("float", beta), *self.c, *(self.bias if with_bias else ()))
-        kernel = self.spec.kernel_name if with_bias else \
-            replace(self.spec, bias=False).kernel_name
+        kernel = replace(self.spec, bias=self.spec.bias and with_bias,
+                         act=self.spec.act if with_act else "").kernel_name
         gsize, lsize = _grid(self.spec, self.m, self.n)
         return Launch(self.program, kernel, gsize, lsize, args, self.tag)
 
@@ -284,7 +291,8 @@ def _packed_launches(call: _Call, scratch: str, k_chunk: int, b_packed: str | No
         else:   # whole panels of op(B), K-major: a slice of k is a piece of every panel
             b = (("buf", b_packed), ("int", k0 * t.nr), ("int", k * t.nr))
         a = (("buf", scratch), ("int", 0), ("int", ks * t.mr))
-        launches.append(call.multiply(ks, a, b, call.beta if first else 1.0, first))
+        last = k0 + kc >= k
+        launches.append(call.multiply(ks, a, b, call.beta if first else 1.0, first, last))
     return tuple(launches), (BufferDecl(scratch, max(a_len + b_len, 1) * 4),)
 
 
@@ -390,7 +398,10 @@ def render_gemm(spec: GemmSpec) -> str:
     if spec.family == "packed":
         roles = _Roles("M", "N", "A", str(t.mr), True, "B", str(t.nr), False, False)
         packs = [_pack_kernel(*ident) for ident in dict.fromkeys(spec.pack_kernels)]
-        kernels = [spec, replace(spec, bias=False)] if spec.bias else [spec]
+        # k in slices: the first applies the bias, the last the activation
+        kernels = list(dict.fromkeys(replace(spec, bias=spec.bias and bias, act=act)
+                                     for act in dict.fromkeys((spec.act, ""))
+                                     for bias in (True, False)))
         return "\n".join([_header(spec, t), *packs, *(
             line for s in reversed(kernels) for line in
             (_signature(s), "{", _packed_prologue(s, t), *_outer_body(s, t, roles), "}"))
@@ -424,11 +435,44 @@ def _header(spec: GemmSpec, t: GemmTile) -> str:
               "#define NOTE_V(o)",
               "#define NOTE_S(o)",
               "#endif"]
+    if spec.act:
+        lines.append(_activation_source(spec.act, w))
     if spec.packed:
         lines += ["typedef float8 vec8_u __attribute__((aligned(4)));",
                   "#define LOAD8(p) (*(__global const vec8_u *)(p))",
                   "#define STORE8(p, v) (*(__global vec8_u *)(p) = (v))"]
     return "\n".join(lines)
+
+
+# Activations a GEMM can apply to what it stores (the layer that reads only its output is then
+# computed here: compiler/lower.py): scalar and float8 forms over fastmath.cl's functions.
+ACTIVATIONS = {
+    "relu": ("v > 0.0f ? v : 0.0f", None),
+    "sigmoid": ("sigm(v)", "sigm8(v)"),
+    "tanh": ("ftanh(v)", "ftanh8(v)"),
+    "stanh": ("1.7159047f * ftanh(0.6666667f * v)", "1.7159047f * ftanh8(0.6666667f * v)"),
+}
+
+
+def _activation_source(act: str, w: int) -> str:
+    """act_s(float) and act_v(float{w}) for the epilogue: relu as a select; the others as
+    float8 pieces of fastmath.cl's vector code (or lane by lane below 8 lanes)."""
+    scalar, vec8 = ACTIVATIONS[act]
+    if vec8 is None:
+        vector = f"select((float{w})(0.0f), v, v > 0.0f)"
+    elif w == 8:
+        vector = vec8
+    elif w == 16:
+        vector = f"(float16)(act8(v.lo), act8(v.hi))"
+    else:
+        vector = f"(float{w})(" + ", ".join(f"act_s(v.s{LANES[i]})" for i in range(w)) + ")"
+    math = ""
+    if vec8 is not None:
+        from importlib import resources
+        math = resources.files("singa_dsl.compiler.ops").joinpath("fastmath.cl").read_text()
+    eight = f"inline float8 act8(float8 v) {{ return {vec8}; }}\n" if vec8 and w == 16 else ""
+    return (f"{math}inline float act_s(float v) {{ return {scalar}; }}\n{eight}"
+            f"inline float{w} act_v(float{w} v) {{ return {vector}; }}")
 
 
 def _signature(spec: GemmSpec) -> str:
@@ -548,7 +592,7 @@ def _store_scalar(spec: GemmSpec, ro: _Roles, p: str, q: str, value: str) -> str
     idx = ro.c_index(p, q)
     bias = f" o += bias[{p if ro.bias_on_p else q}];" if spec.bias else ""
     return (f"{{ float o = alpha * {value}; if (beta != 0.0f) o = beta * C[{idx}] + o;"
-            f"{bias} NOTE_S(o) C[{idx}] = o; }}")
+            f"{bias}{' o = act_s(o);' if spec.act else ''} NOTE_S(o) C[{idx}] = o; }}")
 
 
 def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
@@ -594,7 +638,8 @@ def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
 def _outer_vec_result(spec: GemmSpec, r: int, v: int, w: int, ptr: str) -> str:
     bias = f" o += LOADV(bias + q0 + {v * w});" if spec.bias else ""
     return (f"float{w} o = alpha * acc{r}_{v}; "
-            f"if (beta != 0.0f) o = beta * LOADV({ptr}) + o;{bias} NOTE_V(o)")
+            f"if (beta != 0.0f) o = beta * LOADV({ptr}) + o;{bias}"
+            f"{' o = act_v(o);' if spec.act else ''} NOTE_V(o)")
 
 
 def _outer_store(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:

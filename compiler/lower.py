@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+from collections import Counter
 
 from singa_dsl.errors import InternalError, SingaConfigError
 from singa_dsl.runtime import updaters as upd
@@ -132,6 +133,7 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
         em.declare(fields[f"{block}.{name}"], n, dtype)
     if emit_prologue is not None:
         emit_prologue(program, em, phase)
+    em.epilogue_candidates = epilogue_activations(program.net)
     for layer in program.net.layers:
         op = OPS[layer.op]
         if op.emit_forward is None:
@@ -143,6 +145,21 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
     elif emit_eval_step is not None:
         emit_eval_step(program, em, phase)
     return em
+
+
+# Activations a producer's kernel can apply as it stores (dense: gemm.ACTIVATIONS; conv:
+# relu): their backward needs only their output, which the producer then writes.
+EPILOGUE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "stanh")
+
+
+def epilogue_activations(net) -> dict:
+    """producer name → the activation layer that is the only reader of its output (a leaky
+    relu is not: its slope is not an epilogue's).  The producer's output buffer is then never
+    needed: its backward reads its inputs, the activation's backward its own output."""
+    readers = Counter(s for layer in net.layers for s in layer.sources)
+    return {layer.sources[0]: layer for layer in net.layers
+            if layer.op in EPILOGUE_ACTIVATIONS and len(layer.sources) == 1
+            and readers[layer.sources[0]] == 1 and not layer.attrs.get("slope")}
 
 
 def _emit_backward(program, em: Emitter, emit_layer=None):

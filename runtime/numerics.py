@@ -45,8 +45,9 @@ class Finding:
         parts = self.buffer.split(":")
         if self.buffer.startswith("pgrad:"):
             return f"the gradient of param {parts[1]}"
-        if parts[1] == "act":
-            return "its output"
+        if parts[1] == "act":     # another layer's output: an activation its kernel applied
+            return "its output" if parts[2] == self.layer else \
+                f"the output of '{parts[2]}', which its kernel computes"
         if parts[1] == "grad":
             return f"the gradient of layer '{parts[2]}' output"
         if parts[1] in ("loss", "prob"):

@@ -23,6 +23,8 @@ def _param0(layer) -> float:
 
 def _make(name: str):
     def forward(em: Emitter, layer):
+        if layer.name in em.fused_into:     # its producer's kernel computed it
+            return
         y = em.declare(em.act(layer.name), _n(em, layer))
         em.launch("activation", f"{name}_fwd", _items(em, layer),
                   (b(em.source(layer, 0)), b(y), i(_n(em, layer)), f(_param0(layer))), layer.name)
@@ -30,8 +32,11 @@ def _make(name: str):
     def backward(em: Emitter, layer, t: BackwardTargets):
         if not t.dx[0]:
             return
+        # fused into its producer, its input was never stored: every rule here can take its
+        # output in its place (relu without slope: y > 0 exactly where x > 0)
+        x = em.act(layer.name) if layer.name in em.fused_into else em.source(layer, 0)
         em.launch("activation", f"{name}_bwd", _items(em, layer),
-                  (b(em.source(layer, 0)), b(em.act(layer.name)), b(em.grad(layer.name)),
+                  (b(x), b(em.act(layer.name)), b(em.grad(layer.name)),
                    b(em.source_grad(layer, 0)), i(_n(em, layer)), f(_param0(layer)),
                    i(int(t.dx_accumulate[0]))), layer.name)
     return forward, backward

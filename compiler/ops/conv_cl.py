@@ -36,6 +36,8 @@ DW_CHUNK_FLOATS = 128 * 1024  # dy + xp floats of one dW chunk of images (512 Ki
 VW = 8               # vector width (float8: one AVX2 register)
 SLACK = VW           # floats after a padded buffer: a row thinner than a vector reads past it
 FWD_LOCAL = 16
+# the direct kernels' epilogue flags: bit 0 adds the bias, this bit applies relu as it stores
+EPILOGUE_RELU = 2
 
 
 def _dims(em: Emitter, layer):
@@ -99,13 +101,14 @@ def _xpad(em: Emitter, layer) -> str:
 
 def _direct(em: Emitter, k: int, kernel: str, xp: str, w: str, bias: str, out: str, *,
             ins: int, hp: int, wp: int, outs: int, oh: int, ow: int, wso: int, wsi: int,
-            has_bias: bool, acc: bool, tag: str):
+            has_bias: bool, acc: bool, tag: str, relu: bool = False):
     nvec = -(-ow // VW)
     units = em.batch * oh * nvec
     mr = min(DIRECT_MR, outs)
     _launch(em, k, f"{kernel}_m{mr}", (-(-units // DIRECT_NV), -(-outs // mr)), (FWD_LOCAL, 1),
             (b(xp), b(w), b(bias), b(out), i(ins), i(hp), i(wp), i(outs), i(oh), i(ow),
-             i(nvec), i(units), i(wso), i(wsi), i(int(has_bias)), i(int(acc))), tag, mr)
+             i(nvec), i(units), i(wso), i(wsi), i(int(has_bias) | (EPILOGUE_RELU if relu else 0)),
+             i(int(acc))), tag, mr)
 
 
 def _direct_forward(em: Emitter, layer, d):
@@ -114,12 +117,13 @@ def _direct_forward(em: Emitter, layer, d):
     xp = _xpad(em, layer)
     _pad(em, k, min(DIRECT_MR, d["F"]), em.source(layer, 0), xp, em.batch * d["C"], d["H"],
          d["W"], p, layer.name)
-    y = em.declare(em.act(layer.name), em.batch * layer.out.size)
+    relu = em.take_activation(layer, ("relu",))     # max(·, 0) as the kernel stores
+    y = em.declare(em.act(relu.name if relu else layer.name), em.batch * layer.out.size)
     has_bias = bool(layer.attrs["bias"])
     bias = em.param(layer, "b") if has_bias else em.declare("dummy", 16)
     _direct(em, k, "conv_direct", xp, em.param(layer, "w"), bias, y, ins=d["C"], hp=hp,
             wp=wp, outs=d["F"], oh=d["OH"], ow=d["OW"], wso=d["rows"], wsi=k * k,
-            has_bias=has_bias, acc=False, tag=layer.name)
+            has_bias=has_bias, acc=False, tag=layer.name, relu=relu is not None)
 
 
 def _direct_backward(em: Emitter, layer, t: BackwardTargets, d):
@@ -227,7 +231,8 @@ __kernel void conv_bias_grad(__global const float *dy, __global float *db, const
 
 def _render_direct_kernel(k: int, mr: int, nv: int, flip: bool) -> str:
     """out[b, o, oh, ow] (+)= Σ_{i,kh,kw} w(o, i, kh, kw) · xp[b, i, oh+kh, ow+kw] (+ bias[o]),
-    w(o, i, kh, kw) = W[o·wso + i·wsi + kh·k + kw] (flipped: (k−1−kh)·k + k−1−kw).
+    w(o, i, kh, kw) = W[o·wso + i·wsi + kh·k + kw] (flipped: (k−1−kh)·k + k−1−kw); the bias
+    and a relu as it stores are the `epilogue` argument's bits 1 and EPILOGUE_RELU.
 
     A unit is 8 output positions of one row, (b, oh, j): ow = 8j..8j+7; a row's last unit moves
     back inside the row when OW > 8 is not a multiple of 8 (recomputing part of its neighbour,
@@ -240,7 +245,7 @@ def _render_direct_kernel(k: int, mr: int, nv: int, flip: bool) -> str:
         f"__kernel void {name}(__global const float *xp, __global const float *W,",
         "    __global const float *bias, __global float *out, const int I, const int Hp,",
         "    const int Wp, const int O, const int OH, const int OW, const int nvec,",
-        "    const int units, const int wso, const int wsi, const int has_bias, const int acc)",
+        "    const int units, const int wso, const int wsi, const int epilogue, const int acc)",
         "{",
         f"    const int u0 = (int)get_global_id(0) * {nv}, o0r = (int)get_global_id(1) * {mr};",
         "    if (u0 >= units || o0r >= O) return;",
@@ -282,7 +287,8 @@ def _render_direct_kernel(k: int, mr: int, nv: int, flip: bool) -> str:
                 f"            __global float *dst = out + (((size_t)b{v} * O + o0 + {m}) * OH"
                 f" + oh{v}) * OW + ow{v};",
                 f"            float8 r = a{m}_{v};",
-                f"            if (has_bias) r += bias[o0 + {m}];",
+                f"            if (epilogue & 1) r += bias[o0 + {m}];",
+                f"            if (epilogue & {EPILOGUE_RELU}) r = select((float8)(0.0f), r, r > 0.0f);",
                 "            if (whole) ST8(dst, acc ? LD8(dst) + r : r);",
                 f"            else {{ {lanes} }}",
                 "        }"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..emit import BackwardTargets, Emitter
+from ..gemm import ACTIVATIONS
 from .registry import attach_lowering
 
 
@@ -13,10 +14,14 @@ def _stored_transposed(em: Emitter, layer) -> bool:
 
 def forward(em: Emitter, layer):
     n_in, units = layer.in_shapes[0].size, layer.attrs["units"]
-    y = em.declare(em.act(layer.name), em.batch * units)
+    # an activation reading only this layer is applied as the GEMM stores (its output is
+    # written instead of this layer's, which nothing else reads)
+    act = em.take_activation(layer, ACTIVATIONS)
+    y = em.declare(em.act(act.name if act else layer.name), em.batch * units)
     bias = em.param(layer, "b") if layer.attrs["bias"] else None
     em.gemm(layer.name, m=em.batch, n=units, k=n_in, a=em.source(layer, 0),
-            b=em.param(layer, "w"), c=y, trans_b=not _stored_transposed(em, layer), bias=bias)
+            b=em.param(layer, "w"), c=y, trans_b=not _stored_transposed(em, layer), bias=bias,
+            act=act.op if act else "")
 
 
 def backward(em: Emitter, layer, t: BackwardTargets):

@@ -62,6 +62,16 @@ def test_a_layer_that_overflows_is_named_with_its_tensor(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_an_overflow_in_an_activation_applied_by_its_producer_names_both(tmp_path, capsys):
+    """fc1's sums overflow; its GEMM applies h1's relu as it stores, so the first non-finite
+    tensor is h1's output, written by fc1's kernel."""
+    code, err = _run_cli(capsys, _write(tmp_path, w1="constant(3e38)"))
+    assert code == 6
+    assert "numerics check at step 0: layer 'fc1' produced non-finite values in the output " \
+           "of 'h1', which its kernel computes (" in err, err
+    assert "tensor train:act:h1)" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("on_nan", ["stop", "skip"])
 def test_a_weight_gradient_that_overflows_is_named_as_that_param(tmp_path, capsys, on_nan):
     """h1 is ~1e11, the loss's gradient ~1e29 (scale: 1e30), fc2's weights 0: the forward
@@ -161,7 +171,7 @@ def test_the_check_order_is_the_order_the_step_computes():
     acts = [b for b in order if ":act:" in b]
     grads = [b for b in order if ":grad:" in b]
     assert order[0].startswith("train:data:")
-    assert acts == ["train:act:fc1", "train:act:h1", "train:act:fc2"]
+    assert acts == ["train:act:h1", "train:act:fc2"]    # fc1's GEMM applies h1's relu
     assert grads == ["train:grad:fc2", "train:grad:h1", "train:grad:fc1"]
     assert order.index(acts[-1]) < order.index("train:loss:loss") < order.index(grads[0])
     # with the weights' SGD in their gradient GEMMs, the diagnosis still meets each weight's
