@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from singa_dsl.compiler.gemm import gemm_launch
-from singa_dsl.compiler.gemm_tuning import GemmKey
+from singa_dsl.compiler.gemm_tuning import GemmKey, tuned
 from singa_dsl.runtime.device import Device
 from singa_dsl.runtime.executor import Executor
 from singa_dsl.runtime.plan_types import BufferDecl
@@ -86,11 +86,13 @@ def bench_case(device, m, n, k, ta, tb, bias, reps, choice=None):
     want = opa.astype(np.float64) @ opb + (v if bias else 0.0)
     variants = {"default": {}}
     if choice is not None:
-        variants["tuned"] = {"pack": choice.pack, "tile": choice.tile, "k_chunk": choice.k_chunk}
+        variants["tuned"] = {"pack": choice.pack, "tile": choice.tile, "k_chunk": choice.k_chunk,
+                             "tiled": choice.tiled}
     fns, err = [], 0.0
     for how in variants.values():
-        emit = gemm_launch(m=m, n=n, k=k, a="a", b="b", c="c", trans_a=ta, trans_b=tb,
-                           bias="v" if bias else None, **how)
+        with tuned({}, cpu=device.is_cpu):   # the default: the device's family (CPU: rules)
+            emit = gemm_launch(m=m, n=n, k=k, a="a", b="b", c="c", trans_a=ta, trans_b=tb,
+                               bias="v" if bias else None, **how)
         buffers = [BufferDecl("a", a.nbytes), BufferDecl("b", b.nbytes),
                    BufferDecl("c", m * n * 4), BufferDecl("v", v.nbytes), *emit.buffers]
         ex = Executor(device, buffers, emit.programs, {"gemm": emit.launches})
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
                       for i in blas))
     choices = {}
     if args.tune:      # the autotuner's choices: cached, or measured now and cached
-        from singa_dsl.compiler.gemm_tuning import lookup, tuned
+        from singa_dsl.compiler.gemm_tuning import lookup
         from singa_dsl.runtime.autotune import TuneCache, device_key, tune_and_record
         keys = {GemmKey(("t" if ta else "n") + ("t" if tb else "n"), bias, m, n, k)
                 for _, m, n, k, ta, tb, bias in cases(args.quick)}
@@ -158,9 +160,10 @@ def main(argv=None) -> int:
             table.update({r.key: r.choice for r in tune_and_record(
                 device, missing, say=lambda t: print(t, flush=True))})
         from singa_dsl.compiler.gemm_tuning import default_choice
-        with tuned(table):     # the default's own choice is timed once, as the default
+        cpu = device.is_cpu
+        with tuned(table, cpu=cpu):  # the default's own choice is timed once, as the default
             choices = {key: c for key in keys
-                       if (c := lookup(key)) is not None and c != default_choice(key)}
+                       if (c := lookup(key)) is not None and c != default_choice(key, cpu)}
     head = f"{'case':26s} {'M':>5s} {'N':>5s} {'K':>5s} {'op':>5s} " \
            f"{'ours GF/s':>10s} {'tuned GF/s':>10s} {'numpy GF/s':>11s} {'ratio':>6s} " \
            f"{'best':>6s} {'rel err':>8s}   tuned kernel"

@@ -134,26 +134,33 @@ SPIN_SECONDS = 0.3      # longer than OpenBLAS's / OpenMP's idle threads keep sp
 ROUNDS = 3
 
 
-def measure(steps: dict, seconds: float, rounds: int = ROUNDS) -> tuple[dict, dict]:
+def measure(steps: dict, seconds: float, rounds: int = ROUNDS, *, pause: float = SPIN_SECONDS,
+            sync: dict | None = None) -> tuple[dict, dict]:
     """Steps per second of each step function: the median (and the best) of timed windows
     of 3 steps,
     taken in `rounds` rounds that visit the implementations in turn (so that a burst of
     load from other processes falls on all of them), seconds/rounds per visit, after 2
     warm-up steps each.  A visit starts with a pause and one untimed step: another
-    library's idle threads spin for a while after its last call and would take a core."""
+    library's idle threads spin for a while after its last call and would take a core.
+    ``sync`` (name → function) waits for an implementation's queued work (a GPU's) before
+    the clock is read: after the warm-up, the untimed step and each window."""
     rates = {name: [] for name in steps}
-    for step in steps.values():
+    wait = {name: (sync or {}).get(name) or (lambda: None) for name in steps}
+    for name, step in steps.items():
         for _ in range(2):
             step()
+        wait[name]()
     for _ in range(rounds):
         for name, step in steps.items():
-            time.sleep(SPIN_SECONDS)
+            time.sleep(pause)
             step()
+            wait[name]()
             deadline = time.perf_counter() + seconds / rounds
             while True:
                 t0 = time.perf_counter()
                 for _ in range(3):
                     step()
+                wait[name]()
                 rates[name].append(3 / (time.perf_counter() - t0))
                 if time.perf_counter() >= deadline:
                     break
@@ -161,22 +168,45 @@ def measure(steps: dict, seconds: float, rounds: int = ROUNDS) -> tuple[dict, di
             {name: max(r) for name, r in rates.items()})
 
 
-def singa_trainer(program_text: str, profile: bool = False, tuned: bool = True):
+def singa_trainer(program_text: str, profile: bool = False, tuned: bool = True, *,
+                  device=None, quiet: bool = True, stats: dict | None = None):
     """The program's Trainer as `singac run --tune` builds it: GEMM kernels from the tuning
-    cache, shapes missing from it measured first (``tuned``; else gemm.py's defaults)."""
+    cache, shapes missing from it measured first (``tuned``; else gemm.py's defaults).
+    ``device``: an open Device, or a selector for Device.open (None: PoCL's CPU device or
+    $PYOPENCL_CTX).  ``quiet=False`` lets the tuner report its shapes on stderr.  ``stats``
+    (a dict) receives the set-up times: ``plan_s`` (lowering, and measuring the GEMM shapes
+    missing from the tuning cache), ``tuned_shapes`` (how many it measured), ``init_s``
+    (the kernels' builds, allocation, initialisation)."""
     import singa_dsl
     from singa_dsl.compiler.fuse_update import fuse_sgd
     from singa_dsl.run import compile_plan, training_plan
     from singa_dsl.runtime.device import Device
     from singa_dsl.runtime.trainer import Trainer
     program = singa_dsl.parse(program_text)
-    device = Device.open(None, profile=profile)
-    plan = training_plan(program, device, tune=tuned, quiet=True) if tuned else \
+    if device is None or isinstance(device, str):
+        device = Device.open(device, profile=profile)
+    measured = _measured_shapes(device) if stats is not None else 0
+    t0 = time.perf_counter()
+    plan = training_plan(program, device, tune=tuned, quiet=quiet) if tuned else \
         fuse_sgd(compile_plan(program))
+    t1 = time.perf_counter()
     trainer = Trainer(plan, device=device, quiet=True, profile=profile)
     trainer.init_params()
     trainer.run_init()
+    device.finish()
+    if stats is not None:
+        stats.update(plan_s=t1 - t0, init_s=time.perf_counter() - t1,
+                     tuned_shapes=_measured_shapes(device) - measured)
     return trainer
+
+
+def _measured_shapes(device) -> int:
+    """How many GEMM shapes the tuning cache holds measurements of for ``device``."""
+    from singa_dsl.runtime import autotune
+    cache = autotune.TuneCache()
+    entries = cache._read().get(autotune.device_key(device), {})
+    return sum(1 for e in (entries.values() if isinstance(entries, dict) else ())
+               if isinstance(e, dict) and e.get("us") is not None)
 
 
 def singa_step(trainer):
@@ -198,14 +228,18 @@ def _torch(threads: int):
 
 # ---- MLP ----------------------------------------------------------------------------------------
 
-def torch_mlp(torch, batch: int):
+# Each torch step builder takes the torch device to build on ("cpu": the CPU suite; "cuda":
+# bench_gpu.py).  Initial values are drawn on the CPU and moved, so both see the same ones.
+
+def torch_mlp(torch, batch: int, device: str = "cpu"):
     mods = []
     for a, b in zip(MLP_SIZES[:-2], MLP_SIZES[1:-1]):
         mods += [torch.nn.Linear(a, b), torch.nn.Tanh()]
     model = torch.nn.Sequential(*mods, torch.nn.Linear(MLP_SIZES[-2], MLP_SIZES[-1]))
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    return _torch_classifier_step(model, opt, torch.randn(batch, 784),
-                                  torch.randint(0, 10, (batch,)))
+    return _torch_classifier_step(model, opt, torch.randn(batch, 784).to(device),
+                                  torch.randint(0, 10, (batch,)).to(device))
 
 
 def _torch_classifier_step(model, opt, x, y):
@@ -258,7 +292,7 @@ def _softmax_grad(z, y):
 
 # ---- CIFAR-10 convnet ------------------------------------------------------------------------
 
-def torch_conv(torch):
+def torch_conv(torch, device: str = "cpu"):
     nn = torch.nn
     model = nn.Sequential(
         nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
@@ -266,10 +300,10 @@ def torch_conv(torch):
         nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
         nn.LocalResponseNorm(3, alpha=5e-5, beta=0.75, k=1.0),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 10))
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 10)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, weight_decay=0.004)
-    return _torch_classifier_step(model, opt, torch.randn(CONV_BATCH, 3, 32, 32),
-                                  torch.randint(0, 10, (CONV_BATCH,)))
+    return _torch_classifier_step(model, opt, torch.randn(CONV_BATCH, 3, 32, 32).to(device),
+                                  torch.randint(0, 10, (CONV_BATCH,)).to(device))
 
 
 class _NumpyConvnet:
@@ -435,17 +469,18 @@ def _mnist_batch():
             ).astype(np.float32)
 
 
-def torch_rbm(torch):
+def torch_rbm(torch, device: str = "cpu"):
     """CD-1 written with torch tensors (no autograd: CD's statistics are not a gradient)."""
-    w = torch.randn(RBM_HIDDEN, RBM_VISIBLE) * 0.1
-    vb, hb = torch.zeros(RBM_VISIBLE), torch.zeros(RBM_HIDDEN)
+    w = (torch.randn(RBM_HIDDEN, RBM_VISIBLE) * 0.1).to(device)
+    vb = torch.zeros(RBM_VISIBLE, device=device)
+    hb = torch.zeros(RBM_HIDDEN, device=device)
     state = [torch.zeros_like(t) for t in (w, vb, hb)]
-    v_pos = torch.from_numpy(_mnist_batch())
-    gen = torch.Generator().manual_seed(0)
+    v_pos = torch.from_numpy(_mnist_batch()).to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
         h_pos = torch.sigmoid(torch.addmm(hb, v_pos, w.t()))
-        s = (torch.rand(h_pos.shape, generator=gen) < h_pos).float()
+        s = (torch.rand(h_pos.shape, generator=gen, device=device) < h_pos).float()
         v_neg = torch.sigmoid(torch.addmm(vb, s, w))
         err = ((v_pos - v_neg) ** 2).sum(1)
         h_neg = torch.sigmoid(torch.addmm(hb, v_neg, w.t()))
@@ -487,7 +522,7 @@ def numpy_rbm():
 
 # ---- char-GRU -----------------------------------------------------------------------------------
 
-def torch_gru(torch):
+def torch_gru(torch, device: str = "cpu"):
     nn, vocab = torch.nn, _vocab()
     gru = nn.GRU(vocab, GRU_HIDDEN, batch_first=True)
     for p in gru.parameters():
@@ -496,13 +531,15 @@ def torch_gru(torch):
         gru.bias_hh_l0.zero_()      # SINGA's GRU has one bias per gate
     gru.bias_hh_l0.requires_grad_(False)
     drop, fc = nn.Dropout(0.5), nn.Linear(GRU_HIDDEN, vocab)
+    gru.to(device)
+    fc.to(device)
     params = [p for p in (*gru.parameters(), *fc.parameters()) if p.requires_grad]
     opt = torch.optim.RMSprop(params, lr=0.002, alpha=0.95, eps=1e-8)
-    ids = torch.randint(0, vocab, (GRU_BATCH, GRU_UNROLL + 1))
+    ids = torch.randint(0, vocab, (GRU_BATCH, GRU_UNROLL + 1)).to(device)
     x = nn.functional.one_hot(ids[:, :-1], vocab).float()
     y = ids[:, 1:].reshape(-1)
     loss_fn = nn.CrossEntropyLoss()
-    h = [torch.zeros(1, GRU_BATCH, GRU_HIDDEN)]
+    h = [torch.zeros(1, GRU_BATCH, GRU_HIDDEN, device=device)]
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -593,12 +630,15 @@ def numpy_gru():
 
 # ---- the table ----------------------------------------------------------------------------------
 
-# name → (label, unit, units per step, singa program, torch step maker, numpy step maker)
+# name → (label, unit, units per step, singa program, torch step maker, numpy step maker);
+# a torch step maker is called as maker(torch) or maker(torch, device)
 MODELS = {
     "mlp64": (f"SINGA MLP {'-'.join(map(str, MLP_SIZES))}, batch 64", "samples", 64,
-              lambda: _mlp_program(64), lambda t: torch_mlp(t, 64), lambda: numpy_mlp(64)),
+              lambda: _mlp_program(64), lambda t, device="cpu": torch_mlp(t, 64, device),
+              lambda: numpy_mlp(64)),
     "mlp256": (f"SINGA MLP {'-'.join(map(str, MLP_SIZES))}, batch 256", "samples", 256,
-               lambda: _mlp_program(256), lambda t: torch_mlp(t, 256), lambda: numpy_mlp(256)),
+               lambda: _mlp_program(256), lambda t, device="cpu": torch_mlp(t, 256, device),
+               lambda: numpy_mlp(256)),
     "conv": (f"CIFAR-10 convnet (cifar10_quick), batch {CONV_BATCH}", "samples", CONV_BATCH,
              lambda: CONV_PROGRAM, torch_conv, numpy_conv),
     "rbm": (f"RBM {RBM_VISIBLE}-{RBM_HIDDEN} CD-1, batch {RBM_BATCH}", "samples", RBM_BATCH,
@@ -608,12 +648,24 @@ MODELS = {
 }
 
 
+def unavailable(key: str) -> str | None:
+    """Why a row cannot run on this machine (its data is missing), or None."""
+    if key == "rbm" and not (MNIST_IMAGES.is_file() and MNIST_LABELS.is_file()):
+        return f"MNIST not found ({MNIST_IMAGES.parent} lacks {MNIST_IMAGES.name} or " \
+               f"{MNIST_LABELS.name})"
+    return None
+
+
 def run_one(threads: int, seconds: float, models: list[str],
             default_kernels: bool = False) -> list[dict]:
     rows = []
     torch = _torch(threads)
     for key in models:
         label, unit, per_step, program, torch_maker, numpy_maker = MODELS[key]
+        reason = unavailable(key)
+        if reason:
+            rows.append({"model": label, "unit": unit, "threads": threads, "skipped": reason})
+            continue
         trainers = [singa_trainer(program())]
         steps = {"singa_dsl": singa_step(trainers[0])}
         if default_kernels:       # the same program on gemm.py's untuned defaults
@@ -703,6 +755,9 @@ def _table(rows: list[dict]) -> str:
             f"{extra}  unit/s")
     lines = [head, "-" * len(head)]
     for r in rows:
+        if r.get("skipped"):
+            lines.append(f"{r['model']:<52} {r['threads']:>3} skipped: {r['skipped']}")
+            continue
         t = f"{r['torch']:9.0f}" if r["torch"] else f"{'-':>9}"
         u = (f" {r['untuned']:9.0f} {_ratio(r['singa_dsl'], r['untuned']):>10}"
              if r.get("untuned") else f" {'-':>9} {'-':>10}") if untuned else ""

@@ -6,7 +6,7 @@ micro-kernels (see /work/shared/POCL-NOTES.md): each work-item keeps an MR×NR b
 in vector registers, with no local memory and no barriers, and loads through
 `__global floatW *` casts with plain `a * b + c` (PoCL does not inline fma()/vloadn()).
 
-Three kernel families:
+Four kernel families (the first three for CPUs, the last for GPUs):
 
     family  used for                 how
     packed  big NN, TN, TT; NT with  two pack kernels copy op(A) and op(B) into K-major
@@ -19,6 +19,10 @@ Three kernel families:
                                      rows get a software prefetch
     dot     NT (A M×K, B N×K)        both operands are contiguous along k: vectors along
                                      k, MR×NR dot products, lane sums at the end
+    tiled   every variant, on a      the classic GPU design (compiler/gemm_tiled.py): a
+            device that is not a     work-group stages BK-deep tiles of op(A) and op(B)
+            CPU                      in local memory between barriers, each work-item
+                                     keeps an MR×NR block of C in registers
 
 Packing pays because rows of B (and of a transposed A) are a page apart for consecutive
 k, which the hardware prefetcher does not follow: on one core of the 2-core EPYC, 1024³ NN
@@ -50,6 +54,8 @@ class GemmTile:
     outer family: mr rows × nr columns of C, nr a multiple of the vector width vw.
     dot family: mr × nr dot products, each a floatVW accumulator along K.
     lx, ly: work-items per work-group along columns (fastest in PoCL's loops) and rows.
+    tiled family: mr × nr values of C a work-item, strided by ly and lx; bk values of k
+    staged in local memory per step (vw and pf do not apply).
     """
     mr: int
     nr: int
@@ -57,16 +63,22 @@ class GemmTile:
     lx: int = 4
     ly: int = 4
     pf: int = 0     # software-prefetch distance in k for strided operand rows (0: none)
+    bk: int = 16    # tiled family: depth in k of the local-memory tiles
 
     def __post_init__(self):
         if self.vw not in (2, 4, 8, 16):
             raise ValueError(f"GemmTile: vector width {self.vw} is not 2, 4, 8 or 16")
-        if min(self.mr, self.nr, self.lx, self.ly) < 1:
+        if min(self.mr, self.nr, self.lx, self.ly, self.bk) < 1:
             raise ValueError(f"GemmTile: sizes must be positive, got {self}")
 
     @property
     def label(self) -> str:
         return f"{self.mr}x{self.nr}v{self.vw}" + (f"p{self.pf}" if self.pf else "")
+
+    @property
+    def tiled_label(self) -> str:
+        """The tiled family's label: the work-group shape and bk are in its source."""
+        return f"{self.mr}x{self.nr}w{self.lx}x{self.ly}k{self.bk}"
 
 
 # Measured with benchmarks/bench_sgemm.py on a 2-core AVX2 EPYC (16 vector registers): the
@@ -74,17 +86,23 @@ class GemmTile:
 # an AVX-512 device would rather take 8×32 with vw=16 (32 zmm registers).
 DEFAULT_TILES = {"outer": GemmTile(6, 16, 8, 4, 4, pf=16), "dot": GemmTile(4, 3, 8, 4, 4),
                  "packed": GemmTile(6, 16, 8, 4, 4)}
+# The tiled family's default: 64×64 blocks of C, 256 work-items of 4×4 (16 accumulators, a
+# small share of a GPU's registers, so several work-groups share a multiprocessor), k in
+# steps of 16 (8.1 KiB of local memory).  Chosen from the classic designs, not measured here.
+TILED_TILE = GemmTile(4, 4, 4, 16, 16, bk=16)
 
 
 @dataclass(frozen=True)
 class GemmSpec:
-    """Which kernel: transposes, bias epilogue, packing and tile; one program per spec."""
+    """Which kernel: transposes, bias epilogue, packing or tiling, and tile; one program
+    per spec."""
     trans_a: bool = False
     trans_b: bool = False
     bias: bool = False
     packed: bool = False
     tile: GemmTile | None = None
     act: str = ""          # an activation applied to what is stored (ACTIVATIONS), or none
+    tiled: bool = False
 
     def __post_init__(self):
         if self.act and self.act not in ACTIVATIONS:
@@ -96,12 +114,19 @@ class GemmSpec:
 
     @property
     def family(self) -> str:
+        if self.tiled:
+            return "tiled"
         if self.packed:
             return "packed"
         return "dot" if self.variant == "nt" else "outer"
 
     @property
     def resolved_tile(self) -> GemmTile:
+        if self.tiled:
+            from .gemm_tiled import check_tile
+            if self.packed:
+                raise ValueError("GemmSpec: the tiled family does not pack")
+            return check_tile(self.tile or TILED_TILE)
         tile = self.tile or DEFAULT_TILES[self.family]
         if self.family != "dot" and tile.nr % tile.vw:
             raise ValueError(f"GemmTile {tile}: nr must be a multiple of vw for "
@@ -111,7 +136,8 @@ class GemmSpec:
     @property
     def kernel_name(self) -> str:
         return f"sgemm_{self.variant}" + ("_packed" if self.packed else "") + \
-            ("_bias" if self.bias else "") + (f"_{self.act}" if self.act else "")
+            ("_tiled" if self.tiled else "") + ("_bias" if self.bias else "") + \
+            (f"_{self.act}" if self.act else "")
 
     @property
     def pack_kernels(self) -> tuple[tuple[str, int, bool], tuple[str, int, bool]]:
@@ -121,7 +147,8 @@ class GemmSpec:
 
     @property
     def program_name(self) -> str:
-        return f"{self.kernel_name}_{self.resolved_tile.label}"
+        t = self.resolved_tile
+        return f"{self.kernel_name}_{t.tiled_label if self.tiled else t.label}"
 
 
 @dataclass(frozen=True)
@@ -149,7 +176,8 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
                 a_offset: int = 0, b_offset: int = 0, c_offset: int = 0, bias_offset: int = 0,
                 tile: GemmTile | None = None, pack: bool | None = None,
                 k_chunk: int | None = None, scratch: str = "gemm_scratch", tag: str = "",
-                origin: str = "", b_packed: str | None = None, act: str = "") -> GemmEmit:
+                origin: str = "", b_packed: str | None = None,
+                tiled: bool | None = None, act: str = "") -> GemmEmit:
     """C[m,n] = alpha·op(A)·op(B) + beta·C (+ bias[n]) on buffers named a, b, c (, bias),
     then `act` (one of ACTIVATIONS) applied to every element stored, when given.
 
@@ -162,22 +190,28 @@ def gemm_launch(*, m: int, n: int, k: int, a: str, b: str, c: str,
     shrunk to fit small matrices.  `b_packed` names a buffer that already holds op(B)'s
     panels, written by `gemm_pack_b` with the same k, n, transposes and tile (one B used by
     many GEMMs is then packed once): the GEMM is packed, packs only A, and does not read `b`.
+    `tiled` selects the local-memory family (compiler/gemm_tiled.py; `tile` then gives its
+    blocks); None leaves it to the lowering's device (gemm_tuning.tuned).
     """
     if min(m, n, k) < 0:
         raise ValueError(f"gemm: negative size m={m} n={n} k={k}")
-    if pack is None and tile is None and k_chunk is None and b_packed is None and m * n * k:
-        # left to the rules: a tuned choice for this shape, when lowering under one
+    if pack is None and tile is None and k_chunk is None and b_packed is None and tiled is None:
+        # left to the rules: a tuned choice for this shape, or the family of the device
+        # lowered for, when lowering under one
         from .gemm_tuning import GemmKey, lookup    # (gemm_tuning imports this module)
         choice = lookup(GemmKey(("t" if trans_a else "n") + ("t" if trans_b else "n"),
                                 bias is not None, m, n, k))
         if choice is not None:
-            pack, tile, k_chunk = choice.pack, choice.tile, choice.k_chunk
+            pack, tile, k_chunk, tiled = choice.pack, choice.tile, choice.k_chunk, choice.tiled
+    if tiled and (pack or b_packed is not None):
+        raise ValueError("gemm: the tiled family does not pack")
     lda = lda if lda is not None else (m if trans_a else k)
     ldb = ldb if ldb is not None else (k if trans_b else n)
     ldc = ldc if ldc is not None else n
-    packed = should_pack(m, n, k, trans_a, trans_b) if pack is None else pack
+    packed = not tiled and (should_pack(m, n, k, trans_a, trans_b) if pack is None else pack)
     packed = packed or b_packed is not None
-    probe = GemmSpec(trans_a, trans_b, bias is not None, packed, tile, act)
+    probe = GemmSpec(trans_a, trans_b, bias is not None, packed, tile, act=act,
+                     tiled=bool(tiled))
     spec = replace(probe, tile=fit_tile(probe, m, n))
     program = gemm_program(spec, origin)
     if m == 0 or n == 0:
@@ -313,8 +347,8 @@ def should_pack(m: int, n: int, k: int, trans_a: bool, trans_b: bool) -> bool:
 def fit_tile(spec: GemmSpec, m: int, n: int) -> GemmTile:
     """Shrink a tile that is larger than the matrix, so small GEMMs stay vectorized."""
     tile = spec.resolved_tile
-    if spec.family == "packed":   # panels are zero-padded: any size fits
-        return tile
+    if spec.family in ("packed", "tiled"):   # padded panels / bounds-checked tiles: any size
+        return tile                           # fits (and one tiled program serves them all)
     rows, cols = (n, m) if spec.variant == "tt" else (m, n)
     mr = max(1, min(tile.mr, rows))
     if spec.family == "dot":
@@ -395,6 +429,9 @@ _ROLES = {
 def render_gemm(spec: GemmSpec) -> str:
     """The OpenCL source of one GEMM variant (deterministic: it is PoCL's cache key)."""
     t = spec.resolved_tile
+    if spec.family == "tiled":
+        from .gemm_tiled import render_tiled
+        return render_tiled(spec, t)
     if spec.family == "packed":
         roles = _Roles("M", "N", "A", str(t.mr), True, "B", str(t.nr), False, False)
         packs = [_pack_kernel(*ident) for ident in dict.fromkeys(spec.pack_kernels)]
@@ -420,21 +457,8 @@ def _header(spec: GemmSpec, t: GemmTile) -> str:
              "// Vector types with 4-byte alignment: rows start at any float offset.",
              f"typedef float{w} vecw_u __attribute__((aligned(4)));",
              f"#define LOADV(p) (*(__global const vecw_u *)(p))",
-             f"#define STOREV(p, v) (*(__global vecw_u *)(p) = (v))"]
-    # Built with -DSINGA_GEMM_UPDATE (compiler/fuse_update.py), the kernels take a flag
-    # buffer and raise flag[flag_slot] when they store a NaN or Inf: a GEMM that applies
-    # plain SGD to its C (C = W, alpha = -lr, beta = 1 - lr·wd) checks the step it writes.
-    lines += ["#ifdef SINGA_GEMM_UPDATE",
-              "#define GEMM_EXTRA_ARGS , __global int *flag, const int flag_slot",
-              f"#define NOTE_V(o) if (any((as_int{w}(o) & 0x7f800000) == 0x7f800000)) "
-              "flag[flag_slot] = 1;",
-              "#define NOTE_S(o) if ((as_int(o) & 0x7f800000) == 0x7f800000) "
-              "flag[flag_slot] = 1;",
-              "#else",
-              "#define GEMM_EXTRA_ARGS",
-              "#define NOTE_V(o)",
-              "#define NOTE_S(o)",
-              "#endif"]
+             f"#define STOREV(p, v) (*(__global vecw_u *)(p) = (v))",
+             *_update_defines(w)]
     if spec.act:
         lines.append(_activation_source(spec.act, w))
     if spec.packed:
@@ -473,6 +497,23 @@ def _activation_source(act: str, w: int) -> str:
     eight = f"inline float8 act8(float8 v) {{ return {vec8}; }}\n" if vec8 and w == 16 else ""
     return (f"{math}inline float act_s(float v) {{ return {scalar}; }}\n{eight}"
             f"inline float{w} act_v(float{w} v) {{ return {vector}; }}")
+
+
+def _update_defines(w: int) -> list[str]:
+    # Built with -DSINGA_GEMM_UPDATE (compiler/fuse_update.py), the kernels take a flag
+    # buffer and raise flag[flag_slot] when they store a NaN or Inf: a GEMM that applies
+    # plain SGD to its C (C = W, alpha = -lr, beta = 1 - lr·wd) checks the step it writes.
+    return ["#ifdef SINGA_GEMM_UPDATE",
+            "#define GEMM_EXTRA_ARGS , __global int *flag, const int flag_slot",
+            f"#define NOTE_V(o) if (any((as_int{w}(o) & 0x7f800000) == 0x7f800000)) "
+            "flag[flag_slot] = 1;",
+            "#define NOTE_S(o) if ((as_int(o) & 0x7f800000) == 0x7f800000) "
+            "flag[flag_slot] = 1;",
+            "#else",
+            "#define GEMM_EXTRA_ARGS",
+            "#define NOTE_V(o)",
+            "#define NOTE_S(o)",
+            "#endif"]
 
 
 def _signature(spec: GemmSpec) -> str:

@@ -11,6 +11,12 @@ can be tuned and the plan lowered again.
 
 Only GEMMs whose caller left both ``pack`` and ``tile`` open and passed no pre-packed B are
 tuned: a pre-packed B fixes the panel width, and explicit choices are the caller's.
+
+The rules are the CPU's.  A device that is not a CPU is lowered under ``tuned(table,
+cpu=False)``: its GEMMs without a tuned choice (too small to tune, or not measured yet) take
+the tiled family (compiler/gemm_tiled.py), its tuner measures tiled blocks, and the
+rules' CPU kernel is one more candidate.  Outside such a scope lowering stays device-
+agnostic: the CPU rules.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping
 
-from .gemm import DEFAULT_TILES, K_CHUNK, GemmTile
+from .gemm import DEFAULT_TILES, K_CHUNK, TILED_TILE, GemmTile
 
 
 @dataclass(frozen=True, order=True)
@@ -60,46 +66,72 @@ class GemmKey:
         return 2 * self.m * self.n * self.k
 
 
+FAMILIES = ("direct", "packed", "tiled")     # direct: outer or dot, by the variant
+
+
 @dataclass(frozen=True)
 class GemmChoice:
-    """How to run one GEMM: packed or in place, the register tile, and (packed) the slice
-    of k multiplied per launch."""
+    """How to run one GEMM: packed, in place or tiled, the register tile, and (packed) the
+    slice of k multiplied per launch."""
     pack: bool
     tile: GemmTile
     k_chunk: int = K_CHUNK
+    tiled: bool = False
+
+    @property
+    def family(self) -> str:
+        return "tiled" if self.tiled else "packed" if self.pack else "direct"
 
     @property
     def label(self) -> str:
         t = self.tile
+        if self.tiled:
+            return f"tiled {t.mr * t.ly}x{t.nr * t.lx} {t.tiled_label}"
         how = f"packed k{self.k_chunk}" if self.pack else "direct"
         return f"{how} {t.label} wg{t.lx}x{t.ly}"
 
     def to_json(self) -> dict:
         t = self.tile
-        return {"pack": self.pack, "k_chunk": self.k_chunk,
-                "tile": [t.mr, t.nr, t.vw, t.lx, t.ly, t.pf]}
+        # a tiled tile has a 7th number (bk): a version without the family skips the entry
+        # (a 6-number tile is all it reads) instead of running a CPU kernel with its blocks
+        return {"family": self.family, "pack": self.pack, "k_chunk": self.k_chunk,
+                "tile": [t.mr, t.nr, t.vw, t.lx, t.ly, t.pf] + ([t.bk] if self.tiled else [])}
 
     @classmethod
     def from_json(cls, d: Mapping) -> "GemmChoice":
         """From a cache entry; ValueError/TypeError/KeyError when it is not one (the cache
-        is a file on disk: anything may be in it)."""
-        mr, nr, vw, lx, ly, pf = (int(v) for v in d["tile"])
+        is a file on disk: anything may be in it).  An entry without a family was written
+        before the tiled family: packed or direct, as its ``pack`` says."""
+        if not isinstance(d["pack"], bool) or not isinstance(d["tile"], list):
+            raise ValueError(f"bad choice {d!r}")
+        family = d.get("family", "packed" if d["pack"] else "direct")
+        if family not in FAMILIES or (family == "packed") != d["pack"]:
+            raise ValueError(f"bad family in {d!r}")
+        tiled = family == "tiled"
+        numbers = [int(v) for v in d["tile"]]
+        if len(numbers) != (7 if tiled else 6):
+            raise ValueError(f"tile of {len(numbers)} numbers for the {family} family")
+        mr, nr, vw, lx, ly, pf, *bk = numbers
         if max(mr, nr) > 64 or max(lx, ly) > 64 or not 0 <= pf <= 256:
             raise ValueError(f"tile out of range: {d['tile']}")
         k_chunk = int(d["k_chunk"])
-        if not 16 <= k_chunk <= 1 << 16 or not isinstance(d["pack"], bool):
+        if not 16 <= k_chunk <= 1 << 16:
             raise ValueError(f"bad choice {d!r}")
-        return cls(d["pack"], GemmTile(mr, nr, vw, lx, ly, pf), k_chunk)
+        return cls(d["pack"], GemmTile(mr, nr, vw, lx, ly, pf, *bk), k_chunk, tiled)
 
     def check(self, key: GemmKey) -> None:
         """ValueError when this choice cannot run ``key`` (a cache entry written for another
         shape or by another version)."""
         from .gemm import GemmSpec
-        GemmSpec(key.trans_a, key.trans_b, key.bias, self.pack, self.tile).resolved_tile
+        GemmSpec(key.trans_a, key.trans_b, key.bias, self.pack, self.tile,
+                 tiled=self.tiled).resolved_tile
 
 
-def default_choice(key: GemmKey) -> GemmChoice:
-    """What the rules of gemm.py pick for this shape (the tuner's baseline)."""
+def default_choice(key: GemmKey, cpu: bool = True) -> GemmChoice:
+    """What the rules pick for this shape on a CPU (gemm.py's), or the tiled default on a
+    device that is not one: the tuner's baseline."""
+    if not cpu:
+        return GemmChoice(False, TILED_TILE, K_CHUNK, tiled=True)
     from .gemm import should_pack
     pack = should_pack(key.m, key.n, key.k, key.trans_a, key.trans_b)
     family = "packed" if pack else ("dot" if key.variant == "nt" else "outer")
@@ -121,12 +153,26 @@ _DOT_TILES = {8: ((4, 3), (2, 4), (6, 2), (4, 4)),
 # against 16 B panels), 2×8 one column.  Each shape is one more JIT of the kernel.
 _GROUPS = ((16, 1), (2, 8))
 _K_CHUNKS = (256, 1024)
+# The tiled family's blocks, the classic GPU shapes (mr, nr, lx, ly: a work-group computes
+# mr·ly × nr·lx of C): 64×64 by 256 work-items of 4×4 or by 128 of 8×4 (more values of C
+# per value read from local memory), 128×128 by 256 of 8×8 for big matrices, 32×32 by 64
+# of 4×4 for small ones (more work-groups to fill the multiprocessors); each with k in
+# steps of 8 and 16.
+_TILED_BLOCKS = ((4, 4, 16, 16), (8, 4, 16, 8), (8, 8, 16, 16), (4, 4, 8, 8))
+_TILED_BK = (8, 16)
+_TILED_GROUPS = ((16, 16), (16, 8), (8, 16), (32, 8))
 
 
-def candidates(key: GemmKey, vector_widths=(8,)) -> list[GemmChoice]:
+def candidates(key: GemmKey, vector_widths=(8,), cpu: bool = True) -> list[GemmChoice]:
     """The first round the tuner measures for ``key`` on a device whose native float vectors
     are ``vector_widths`` wide: every register block, packed and in place, in the default
-    work-group shape; the rules' choice first (ties keep it)."""
+    work-group shape; the rules' choice first (ties keep it).  On a device that is not a
+    CPU: the tiled blocks, and the CPU rules' kernel as a control."""
+    if not cpu:
+        tiled = [GemmChoice(False, GemmTile(mr, nr, 4, lx, ly, bk=bk), K_CHUNK, True)
+                 for mr, nr, lx, ly in _TILED_BLOCKS for bk in _TILED_BK]
+        return list(dict.fromkeys([default_choice(key, cpu=False), *tiled,
+                                   default_choice(key)]))
     out = [default_choice(key)]
     packable = key.m >= 2 and key.n >= 8
     for vw in vector_widths:
@@ -143,7 +189,13 @@ def candidates(key: GemmKey, vector_widths=(8,)) -> list[GemmChoice]:
 def refinements(choice: GemmChoice, key: GemmKey) -> list[GemmChoice]:
     """The second round around a good first-round choice: other work-group shapes, the
     software prefetch toggled (in place), other slices of k (packed, where k is long
-    enough to be cut)."""
+    enough to be cut); tiled: other work-group shapes (block sizes) and the other bk."""
+    if choice.tiled:
+        t = choice.tile
+        tiles = [replace(t, lx=lx, ly=ly) for lx, ly in _TILED_GROUPS
+                 if (lx, ly) != (t.lx, t.ly)]
+        tiles += [replace(t, bk=bk) for bk in _TILED_BK if bk != t.bk]
+        return [replace(choice, tile=x) for x in tiles if _tiled_fits(x)]
     groups = list(_GROUPS)
     # A short C (few row blocks): one work-group down all of its rows, so each B panel is
     # read from memory once and by the other row blocks from cache (the batch-64 GEMMs
@@ -161,10 +213,21 @@ def refinements(choice: GemmChoice, key: GemmKey) -> list[GemmChoice]:
     return out
 
 
+def _tiled_fits(tile: GemmTile) -> bool:
+    from .gemm_tiled import check_tile
+    try:
+        check_tile(tile)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass
 class TuningScope:
-    """The table one lowering reads, and the keys it asked for that the table lacks."""
+    """The table one lowering reads, and the keys it asked for that the table lacks;
+    ``cpu``: whether the device lowered for is a CPU (else untuned GEMMs are tiled)."""
     table: Mapping[GemmKey, GemmChoice]
+    cpu: bool = True
     misses: set[GemmKey] = field(default_factory=set)
     used: set[GemmKey] = field(default_factory=set)
     launches: Counter = field(default_factory=Counter)    # GEMMs of each shape emitted
@@ -174,9 +237,10 @@ _SCOPE: ContextVar[TuningScope | None] = ContextVar("singa_gemm_tuning", default
 
 
 @contextlib.contextmanager
-def tuned(table: Mapping[GemmKey, GemmChoice]) -> Iterator[TuningScope]:
-    """Lower under ``table``: GEMMs left to the rules take its choice for their shape."""
-    scope = TuningScope(dict(table))
+def tuned(table: Mapping[GemmKey, GemmChoice], *, cpu: bool = True) -> Iterator[TuningScope]:
+    """Lower under ``table``: GEMMs left to the rules take its choice for their shape, or
+    (``cpu`` False, a device that is not a CPU) the tiled default where it has none."""
+    scope = TuningScope(dict(table), cpu)
     token = _SCOPE.set(scope)
     try:
         yield scope
@@ -204,12 +268,15 @@ def most_work(keys, launches: Mapping[GemmKey, int], share: float) -> list[GemmK
 
 
 def lookup(key: GemmKey) -> GemmChoice | None:
-    """The tuned choice for ``key`` in the current scope (None: use the rules), noting a
-    miss for the tuner."""
+    """The tuned choice for ``key`` in the current scope, noting a miss for the tuner; where
+    the table has none, the device's default (None: use the CPU rules)."""
     scope = _SCOPE.get()
-    if scope is None or key.flop < MIN_TUNED_FLOP:
+    if scope is None:
         return None
+    fallback = None if scope.cpu else default_choice(key, cpu=False)
+    if key.flop == 0 or key.flop < MIN_TUNED_FLOP:
+        return fallback
     choice = scope.table.get(key)
     (scope.used if choice is not None else scope.misses).add(key)
     scope.launches[key] += 1
-    return choice
+    return choice if choice is not None else fallback

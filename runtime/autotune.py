@@ -4,7 +4,9 @@ cache the choice by device and shape.
 A plan is lowered under the cached table (``compiler/gemm_tuning.tuned``); the GEMM shapes
 it lacks are measured here — every register block, packed and in place; then other work-group
 shapes, prefetch and k slices around the two best; then the best few against the rules'
-choice — and the plan is lowered again.
+choice — and the plan is lowered again.  On a device that is not a CPU the candidates are
+the tiled family's blocks (and the CPU rules' kernel), and the baseline that a choice must
+beat, and that shapes not measured keep, is the tiled default.
 Each candidate's result is checked against float64 numpy before it may win, so a kernel
 that miscomputes on some device is never chosen.  Measuring is asked for (`singac tune`,
 `singac run --tune`, SINGA_TUNE=1) and paid once per device and shape; every run reads the
@@ -81,6 +83,14 @@ def device_key(device) -> str:
     d = getattr(device, "cl_device", device)      # a Device, or a pyopencl device
     return (f"{d.platform.name.strip()}|{d.name.strip()}|{d.version}|{d.driver_version}|"
             f"{int(d.max_compute_units)} CU")
+
+
+def is_cpu(device) -> bool:
+    """Whether ``device`` (a Device, or a pyopencl device) is a CPU: the CPU rules and
+    candidates apply, else the tiled GEMM family (compiler/gemm_tuning.py)."""
+    import pyopencl as cl
+    d = getattr(device, "cl_device", device)
+    return bool(d.type & cl.device_type.CPU)
 
 
 def vector_widths(device) -> tuple[int, ...]:
@@ -202,7 +212,7 @@ class _Bench:
         emits = {c: gemm_launch(m=key.m, n=key.n, k=key.k, a="a", b="b", c="c",
                                 trans_a=key.trans_a, trans_b=key.trans_b,
                                 bias="bias" if key.bias else None, pack=c.pack, tile=c.tile,
-                                k_chunk=c.k_chunk)
+                                k_chunk=c.k_chunk, tiled=c.tiled)
                  for c in choices}
         self.names = {c: f"c{i}" for i, c in enumerate(choices)}
         buffers = largest_buffers([BufferDecl("a", ops.a.nbytes), BufferDecl("b", ops.b.nbytes),
@@ -241,11 +251,12 @@ def tune_key(device, key: GemmKey) -> Tuned:
     """Measure ``key``'s candidates; the fastest correct one wins if it beats the rules'
     choice by MIN_GAIN (a closer race is noise on a shared machine: keep the default)."""
     ops = _Operands(key)
-    times = _measure(device, ops, candidates(key, vector_widths(device)), passes=1)
+    cpu = is_cpu(device)
+    times = _measure(device, ops, candidates(key, vector_widths(device), cpu=cpu), passes=1)
     ranked = sorted(times, key=times.get)
     second = [c for f in ranked[:FINALISTS] for c in refinements(f, key) if c not in times]
     times.update(_measure(device, ops, second, passes=1))
-    base = default_choice(key)
+    base = default_choice(key, cpu=cpu)
     finalists = list(dict.fromkeys([base, *sorted(times, key=times.get)[:FINALISTS + 1]]))
     final = _measure(device, ops, [c for c in finalists if c in times],
                      passes=FINAL_PASSES, checked=True)
@@ -333,7 +344,7 @@ def gemm_keys(lower: Callable[[], object], device, *, cached: bool = True,
     """The tunable GEMM shapes ``lower()`` uses — only those the cache lacks when
     ``cached``."""
     table = (cache or TuneCache()).table(device_key(device)) if cached else {}
-    with tuned(table) as scope:
+    with tuned(table, cpu=is_cpu(device)) as scope:
         lower()
     return set(scope.misses) | (set() if cached else set(scope.used))
 
@@ -343,19 +354,19 @@ def lower_tuned(lower: Callable[[], object], device, *, tune: bool | None = None
     """``lower()`` under the device's cached GEMM choices; shapes missing from the cache are
     measured first (unless tuning is off) and the plan lowered again with them."""
     cache = cache or TuneCache()
-    table = cache.table(device_key(device))
-    with tuned(table) as scope:
+    table, cpu = cache.table(device_key(device)), is_cpu(device)
+    with tuned(table, cpu=cpu) as scope:
         plan = lower()
     if not scope.misses or not tuning_enabled(tune):
         return plan
     # Only the shapes doing most of the work repay a measurement; the small rest are
-    # recorded with the rules' choice, so no later run measures them either.
+    # recorded with the device's default choice, so no later run measures them either.
     worth = most_work(scope.misses, scope.launches, WORK_SHARE)
     results = tune_and_record(device, worth, cache=cache, say=say, budget=tune_budget())
-    cache.record(device_key(device), [Tuned(k, default_choice(k), math.nan, math.nan, 0)
+    cache.record(device_key(device), [Tuned(k, default_choice(k, cpu), math.nan, math.nan, 0)
                                       for k in scope.misses - set(worth)])
     table.update({r.key: r.choice for r in results})
-    with tuned(table):
+    with tuned(table, cpu=cpu):
         return lower()
 
 
@@ -364,7 +375,7 @@ def lower_cached(lower: Callable[[], object], selector: str | None = None,
     """``lower()`` under the cached choices for the device ``selector`` names, measuring
     nothing (an MPI rank: its launcher tuned before starting it)."""
     from .device import select_device
-    table = (cache or TuneCache()).table(device_key(select_device(
-        selector or os.environ.get("PYOPENCL_CTX") or None)))
-    with tuned(table):
+    device = select_device(selector or os.environ.get("PYOPENCL_CTX") or None)
+    table = (cache or TuneCache()).table(device_key(device))
+    with tuned(table, cpu=is_cpu(device)):
         return lower()

@@ -90,7 +90,7 @@ def test_a_miscomputing_kernel_is_never_chosen(device, monkeypatch):
         return real_error(self, choice) if choice == keep else 1.0
 
     monkeypatch.setattr(autotune._Bench, "error", error)
-    monkeypatch.setattr(autotune, "candidates", lambda k, w: [default_choice(k), keep])
+    monkeypatch.setattr(autotune, "candidates", lambda k, w, cpu: [default_choice(k), keep])
     assert autotune.tune_key(device, key).choice == keep
 
 

@@ -19,7 +19,7 @@ def device():
 
 def run_gemm(device, m, n, k, ta, tb, *, alpha=1.0, beta=0.0, bias=False, pack=None,
              offsets=(0, 0, 0, 0), pad=(0, 0, 0), tile=None, c_init=None, k_chunk=None,
-             seed=0):
+             seed=0, tiled=None):
     """Run one GEMM on buffers with leading offsets and row padding; return (got, want)."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
@@ -33,7 +33,7 @@ def run_gemm(device, m, n, k, ta, tb, *, alpha=1.0, beta=0.0, bias=False, pack=N
                        lda=a.shape[1] + pad[0], ldb=b.shape[1] + pad[1], ldc=n + pad[2],
                        a_offset=offsets[0], b_offset=offsets[1], c_offset=offsets[2],
                        bias_offset=offsets[3], pack=pack, tile=tile, k_chunk=k_chunk,
-                       tag="gemm")
+                       tiled=tiled, tag="gemm")
     decls = [BufferDecl(name, arr.nbytes) for name, arr in store.items()]
     ex = Executor(device, [*decls, *emit.buffers], emit.programs, {"gemm": emit.launches})
     for name, arr in store.items():
