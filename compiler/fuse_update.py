@@ -1,19 +1,22 @@
-"""Plain SGD applied by the GEMM that computes the gradient, for training in one process.
+"""SGD applied by the GEMM that computes the gradient, for training in one process.
 
 In SINGA a worker computes a param's gradient and a server applies the update rule.  When
-both run on one device and the rule is plain SGD (no momentum, no clipping),
+both run on one device and the rule is SGD without clipping, the update is element-wise and
+can run where the GEMM computing g (a dense layer's dW) stores it.  Plain SGD,
 
-    w ← w − lr·(grad_scale·g + wd·w) = (1 − lr·wd)·w − lr·grad_scale·g
+    w ← w − lr·(grad_scale·g + wd·w) = (1 − lr·wd)·w − lr·grad_scale·g,
 
-is exactly a GEMM's own epilogue C = beta·C + alpha·op(A)·op(B) with C = W, alpha =
-−lr·grad_scale and beta = 1 − lr·wd, whenever g is the result of one GEMM (a dense layer's
-dW).  The gradient then never goes to memory: the update kernel's three passes over W, g
-(and the numerics check's pass over g) disappear, which on SINGA's MLP is most of the step
-that is not GEMM.  The GEMM checks what it stores and raises the param's flag on a NaN or
-Inf, so the numerics check still names the step and the param (runtime/numerics.py).
+is exactly the GEMM's own epilogue C = beta·C + alpha·op(A)·op(B) with C = W, alpha =
+−lr·grad_scale and beta = 1 − lr·wd.  With momentum m (SINGA's H = m·H − lr·g; w += H) the
+GEMM is built with SINGA_GEMM_MOMENTUM: alpha = grad_scale gives g, and the store does
+H = m·H − lr·(g + wd·w), w + H (compiler/gemm.py's UPD_V/UPD_S).  Either way the gradient
+never goes to memory: the update kernel's passes over W, g (and H), and the numerics
+check's pass over g, disappear.  The GEMM checks what it stores and raises the param's flag
+on a NaN or Inf, so the numerics check still names the step and the param
+(runtime/numerics.py).
 
 A param's update is fused only where that is the same computation:
-* the updater is sgd with momentum 0 and no clip (every other rule needs g itself);
+* the updater is sgd without clip (every other rule needs g itself);
 * exactly one launch of the train list writes the gradient: a GEMM multiply with beta 0
   over the whole gradient (not a k-sliced GEMM, not a gradient two layers add into);
 * no launch after it in the train list reads the param (it sees the updated values).
@@ -33,6 +36,7 @@ from . import gemm
 from .plan import FusedUpdate, Plan
 
 UPDATE_DEFINE = "-DSINGA_GEMM_UPDATE"
+MOMENTUM_DEFINE = "-DSINGA_GEMM_MOMENTUM"
 
 
 def fuse_sgd(plan: Plan) -> Plan:
@@ -50,11 +54,17 @@ def fuse_sgd(plan: Plan) -> Plan:
             continue
         i, launch = site
         args = update[u.index].args
+        momentum = float(args[ARG_INDEX["hyper0"]][1])
         fu = FusedUpdate(u.param, i, gemm.ALPHA_ARG, gemm.BETA_ARG,
                          wd=float(args[ARG_INDEX["wd"]][1]),
-                         grad_scale=float(args[ARG_INDEX["grad_scale"]][1]),
-                         flag_slot=len(fused))
-        train[i] = _fused_launch(launch, params[u.param], fu, programs)
+                         # the GEMM's own alpha scales its product into the gradient
+                         # (CD's 1/B): the rule's grad_scale applies on top
+                         grad_scale=float(args[ARG_INDEX["grad_scale"]][1])
+                         * float(launch.args[gemm.ALPHA_ARG][1]),
+                         flag_slot=len(fused),
+                         lr_arg=len(launch.args) + 3 if momentum > 0 else -1)
+        history = args[ARG_INDEX["h"]][1] if momentum > 0 else None
+        train[i] = _fused_launch(launch, params[u.param], fu, programs, history, momentum)
         fused.append(fu)
     if not fused:
         return plan
@@ -73,9 +83,9 @@ def fuse_sgd(plan: Plan) -> Plan:
 def _gemm_site(train: list[Launch], update: Launch, param) -> tuple[int, Launch] | None:
     """(index, launch) of the GEMM that can apply ``update`` to ``param``, or None."""
     a = update.args
-    plain_sgd = (update.kernel == "update_sgd" and a[ARG_INDEX["hyper0"]][1] == 0.0
-                 and not a[ARG_INDEX["clip_hi"]][1] > a[ARG_INDEX["clip_lo"]][1])
-    if not plain_sgd:
+    sgd = update.kernel == "update_sgd" and \
+        not a[ARG_INDEX["clip_hi"]][1] > a[ARG_INDEX["clip_lo"]][1]
+    if not sgd:
         return None
     writers = [i for i, launch in enumerate(train) if _names(launch, param.grad)]
     if len(writers) != 1:
@@ -99,19 +109,27 @@ def _names(launch: Launch, buffer: str) -> bool:
     return any(arg[0] in ("buf", "buf_offset") and arg[1] == buffer for arg in launch.args)
 
 
-def _fused_launch(launch: Launch, param, fu: FusedUpdate, programs: dict) -> Launch:
+def _fused_launch(launch: Launch, param, fu: FusedUpdate, programs: dict,
+                  history: str | None, momentum: float) -> Launch:
     """The GEMM writing W in place: its program built with SINGA_GEMM_UPDATE (the flag
-    arguments), C = W; alpha and beta are set by the runtime each step."""
+    arguments; with momentum, SINGA_GEMM_MOMENTUM and the history's), C = W."""
     base = programs[launch.program]
-    name = f"{base.name}+sgd"
+    defines = (UPDATE_DEFINE, MOMENTUM_DEFINE) if history else (UPDATE_DEFINE,)
+    name = f"{base.name}+{'momentum' if history else 'sgd'}"
     if name not in programs:
-        programs[name] = ProgramDecl(name, base.source, (*base.options, UPDATE_DEFINE),
-                                     f"{base.origin} applying plain SGD")
+        programs[name] = ProgramDecl(name, base.source, (*base.options, *defines),
+                                     f"{base.origin} applying SGD"
+                                     f"{' with momentum' if history else ''}")
     args = list(launch.args)
     args[gemm.C_ARG] = ("buf", param.buffer)
-    args[gemm.ALPHA_ARG] = ("float", 0.0)      # −lr·grad_scale, set every step
-    args[gemm.BETA_ARG] = ("float", 1.0)       # 1 − lr·wd, set every step
     args += [("buf", FUSED_FLAGS), ("int", fu.flag_slot)]
+    if history:      # the GEMM gives g (alpha = grad_scale, beta = 0); lr set every step
+        args[gemm.ALPHA_ARG] = ("float", fu.grad_scale)
+        args += [("buf", history), ("float", 0.0), ("float", momentum), ("float", fu.wd)]
+        assert len(args) - 3 == fu.lr_arg
+    else:
+        args[gemm.ALPHA_ARG] = ("float", 0.0)      # −lr·grad_scale, set every step
+        args[gemm.BETA_ARG] = ("float", 1.0)       # 1 − lr·wd, set every step
     return dataclasses.replace(launch, program=name, args=tuple(args))
 
 

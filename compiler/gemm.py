@@ -503,14 +503,33 @@ def _update_defines(w: int) -> list[str]:
     # Built with -DSINGA_GEMM_UPDATE (compiler/fuse_update.py), the kernels take a flag
     # buffer and raise flag[flag_slot] when they store a NaN or Inf: a GEMM that applies
     # plain SGD to its C (C = W, alpha = -lr, beta = 1 - lr·wd) checks the step it writes.
+    # With -DSINGA_GEMM_MOMENTUM as well, SGD with momentum: o (the gradient, alpha =
+    # grad_scale, beta = 0) becomes H = m·H − lr·(o + wd·W), W + H, H the param's history
+    # (its layout W's); UPD_V/UPD_S do it where a value of C is stored.
     return ["#ifdef SINGA_GEMM_UPDATE",
+            "#ifdef SINGA_GEMM_MOMENTUM",
+            "#define GEMM_EXTRA_ARGS , __global int *flag, const int flag_slot, "
+            "__global float *H, const float upd_lr, const float upd_mom, const float upd_wd",
+            f"#define UPD_V(o, p) {{ const float{w} w_ = LOADV(p); "
+            "__global float *h_ = H + ((p) - C); "
+            f"const float{w} m_ = upd_mom * LOADV(h_) - upd_lr * (upd_wd * w_ + o); "
+            "STOREV(h_, m_); o = w_ + m_; }",
+            "#define UPD_S(o, i) { const float w_ = C[i]; "
+            "const float m_ = upd_mom * H[i] - upd_lr * (upd_wd * w_ + o); H[i] = m_; "
+            "o = w_ + m_; }",
+            "#else",
             "#define GEMM_EXTRA_ARGS , __global int *flag, const int flag_slot",
+            "#define UPD_V(o, p)",
+            "#define UPD_S(o, i)",
+            "#endif",
             f"#define NOTE_V(o) if (any((as_int{w}(o) & 0x7f800000) == 0x7f800000)) "
             "flag[flag_slot] = 1;",
             "#define NOTE_S(o) if ((as_int(o) & 0x7f800000) == 0x7f800000) "
             "flag[flag_slot] = 1;",
             "#else",
             "#define GEMM_EXTRA_ARGS",
+            "#define UPD_V(o, p)",
+            "#define UPD_S(o, i)",
             "#define NOTE_V(o)",
             "#define NOTE_S(o)",
             "#endif"]
@@ -633,7 +652,8 @@ def _store_scalar(spec: GemmSpec, ro: _Roles, p: str, q: str, value: str) -> str
     idx = ro.c_index(p, q)
     bias = f" o += bias[{p if ro.bias_on_p else q}];" if spec.bias else ""
     return (f"{{ float o = alpha * {value}; if (beta != 0.0f) o = beta * C[{idx}] + o;"
-            f"{bias}{' o = act_s(o);' if spec.act else ''} NOTE_S(o) C[{idx}] = o; }}")
+            f"{bias}{' o = act_s(o);' if spec.act else ''} UPD_S(o, {idx}) NOTE_S(o) "
+            f"C[{idx}] = o; }}")
 
 
 def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
@@ -651,6 +671,10 @@ def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
         out.append("#if defined(SINGA_GEMM_UPDATE) && defined(SINGA_CPU_DEVICE)")
         out += [f"    __builtin_prefetch(C + (p0 + {r}) * ldc + q0); "
                 f"__builtin_prefetch(C + (p0 + {r}) * ldc + q0 + {t.nr - 1});" for r in rows]
+        out.append("#ifdef SINGA_GEMM_MOMENTUM")     # and the same block of the history
+        out += [f"    __builtin_prefetch(H + (p0 + {r}) * ldc + q0); "
+                f"__builtin_prefetch(H + (p0 + {r}) * ldc + q0 + {t.nr - 1});" for r in rows]
+        out.append("#endif")
         out.append("#endif")
     out += ["    for (int k = 0; k < K; ++k) {"]
     if t.pf and not spec.packed:   # strided rows defeat the hardware prefetcher: help it
@@ -676,11 +700,16 @@ def _outer_body(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
                   else _outer_store(spec, t, ro))
 
 
-def _outer_vec_result(spec: GemmSpec, r: int, v: int, w: int, ptr: str) -> str:
+def _outer_vec_result(spec: GemmSpec, r: int, v: int, w: int, ptr: str,
+                      update: bool = True) -> str:
+    """`o`, the vector of C to store at `ptr`; ``update=False`` leaves a momentum update to
+    the caller (a block over the edge recomputes lanes another work-item owns: their
+    history must not be stepped twice)."""
     bias = f" o += LOADV(bias + q0 + {v * w});" if spec.bias else ""
     return (f"float{w} o = alpha * acc{r}_{v}; "
             f"if (beta != 0.0f) o = beta * LOADV({ptr}) + o;{bias}"
-            f"{' o = act_v(o);' if spec.act else ''} NOTE_V(o)")
+            f"{' o = act_v(o);' if spec.act else ''}{f' UPD_V(o, {ptr})' if update else ''}"
+            " NOTE_V(o)")
 
 
 def _outer_store(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
@@ -692,9 +721,11 @@ def _outer_store(spec: GemmSpec, t: GemmTile, ro: _Roles) -> list[str]:
         for v in range(nv):
             res = _outer_vec_result(spec, r, v, w, f"c + {v * w}")
             full.append(f"            {{ {res} STOREV(c + {v * w}, o); }}")
-            lanes = " ".join(f"if (q0 + {v * w + i} >= tq) c[{v * w + i}] = o.s{LANES[i]};"
+            edge_res = _outer_vec_result(spec, r, v, w, f"c + {v * w}", update=False)
+            lanes = " ".join(f"if (q0 + {v * w + i} >= tq) {{ float e = o.s{LANES[i]}; "
+                             f"UPD_S(e, (p0 + {r}) * ldc + q0 + {v * w + i}) NOTE_S(e) c[{v * w + i}] = e; }}"
                              for i in range(w))
-            edge.append(f"            {{ {res} {lanes} }}")
+            edge.append(f"            {{ {edge_res} {lanes} }}")
         full.append("        }")
         edge.append("        }")
     return ["    if (p0 == tp && q0 == tq) {", *full, "    } else {", *edge, "    }"]

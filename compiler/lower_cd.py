@@ -9,7 +9,7 @@ rbm's own forward is the positive phase h⁺ = σ(v⁺·Wᵀ + hbias).  Then, in
                       v⁻ = σ(s·W + vbias)         (not sampled, as in Hinton's recipe)
                       err = Σ(v⁺ − v⁻)² per sample    (g = 0 only: SINGA's "Squared Error")
                       h⁻ = σ(v⁻·Wᵀ + hbias)       (the pre-activation for Gaussian units)
-    pgrad(w)     = (h⁻ᵀ·v⁻ − h⁺ᵀ·v⁺)/B
+    pgrad(w)     = (h⁻ᵀ·v⁻ − h⁺ᵀ·v⁺)/B = [h⁻; h⁺]ᵀ·[v⁻; −v⁺]/B   (one GEMM, k = 2B)
     pgrad(vbias) = Σ(v⁻ − v⁺)/B,   pgrad(hbias) = Σ(h⁻ − h⁺)/B
 
 and the normal updater launches follow (for the rbm's params only).  sample() is Bernoulli
@@ -60,11 +60,14 @@ def lower_cd(program: CheckedProgram):
                       updated=lambda p: p.key in trainable, metric=dict(METRIC))
 
 
-def _buffers(em: Emitter, rbm):
+def _buffers(em: Emitter, rbm, halves: int = 1):
+    """sample, v⁻, h⁻, err; v⁻ and h⁻ with room for ``halves`` batches of rows (training
+    stacks the positive phase under them: emit_cd)."""
     nv, nh = rbm_cl.dims(rbm)
     p = f"{em.prefix}:cd:{rbm.name}"
-    return (em.declare(f"{p}:sample", em.batch * nh), em.declare(f"{p}:vneg", em.batch * nv),
-            em.declare(f"{p}:hneg", em.batch * nh), em.declare(f"{p}:err", em.batch))
+    return (em.declare(f"{p}:sample", em.batch * nh),
+            em.declare(f"{p}:vneg", halves * em.batch * nv),
+            em.declare(f"{p}:hneg", halves * em.batch * nh), em.declare(f"{p}:err", em.batch))
 
 
 def _error(em: Emitter, rbm, v_pos: str, v_neg: str, err: str):
@@ -85,7 +88,7 @@ def emit_reconstruction(em: Emitter, rbm, gibbs: int):
 def emit_cd(em: Emitter, rbm, k: int):
     nv, nh = rbm_cl.dims(rbm)
     v_pos, h_pos = em.source(rbm, 0), em.act(rbm.name)
-    s, v_neg, h_neg, err = _buffers(em, rbm)
+    s, v_neg, h_neg, err = _buffers(em, rbm, halves=2)
     h = h_pos
     for g in range(k):
         rbm_cl.sample_hidden(em, rbm, h, s, g, rbm.name)
@@ -95,11 +98,14 @@ def emit_cd(em: Emitter, rbm, k: int):
         rbm_cl.hidden_from_visible(em, rbm, v_neg, h_neg, rbm.name)
         h = h_neg
     scale = 1.0 / em.batch
-    gw = em.pgrad(rbm, "w")
-    em.gemm(rbm.name, m=nh, n=nv, k=em.batch, a=h_neg, trans_a=True, b=v_neg, c=gw,
-            alpha=scale)
-    em.gemm(rbm.name, m=nh, n=nv, k=em.batch, a=h_pos, trans_a=True, b=v_pos, c=gw,
-            alpha=-scale, beta=1.0)
+    # [h⁻; h⁺]ᵀ·[v⁻; −v⁺]: the weight statistics as one GEMM over 2B rows, which writes the
+    # gradient once (two GEMMs read and wrote it twice) and can apply the update itself
+    # (compiler/fuse_update.py)
+    rows_h, rows_v = em.batch * nh, em.batch * nv
+    em.launch("rbm", "rbm_stack_positive", max(rows_h, rows_v),
+              (b(h_pos), b(v_pos), b(h_neg), b(v_neg), i(rows_h), i(rows_v)), rbm.name)
+    em.gemm(rbm.name, m=nh, n=nv, k=2 * em.batch, a=h_neg, trans_a=True, b=v_neg,
+            c=em.pgrad(rbm, "w"), alpha=scale)
     for slot, neg, pos, n in (("vbias", v_neg, v_pos, nv), ("hbias", h_neg, h_pos, nh)):
         em.launch("rbm", "rbm_bias_grad", n,
                   (b(neg), b(pos), b(em.pgrad(rbm, slot)), i(em.batch), i(n), f(scale)),

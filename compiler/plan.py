@@ -63,16 +63,20 @@ class UpdateLaunch:
 
 @dataclass(frozen=True)
 class FusedUpdate:
-    """A param whose plain-SGD step the GEMM computing its gradient applies
+    """A param whose SGD step the GEMM computing its gradient applies
     (compiler/fuse_update.py): every step the runtime sets that launch's alpha to
-    -lr·grad_scale and its beta to 1 - lr·wd, lr the param's learning rate."""
+    -lr·grad_scale and its beta to 1 - lr·wd (plain SGD), or its ``lr_arg`` to lr (with
+    momentum), lr the param's learning rate."""
     param: str
     index: int                   # position of the GEMM in the "train" launch list
     alpha_arg: int
     beta_arg: int
     wd: float                    # weight_decay × the param's wd_scale
-    grad_scale: float
+    grad_scale: float            # the updater's grad_scale × the GEMM's own alpha
     flag_slot: int               # its element of FUSED_FLAGS (raised on a NaN or Inf)
+    # with momentum: the argument set to lr every step (alpha = grad_scale and beta = 0
+    # then stay as compiled); -1: plain SGD, alpha and beta set as above
+    lr_arg: int = -1
 
 
 @dataclass(frozen=True)

@@ -165,8 +165,11 @@ class Trainer:
         for u in self.plan.updates:
             self.executor.set_arg("update", u.index, u.lr_arg,
                                   np.float32(base * params[u.param].lr_scale))
-        for fu in self.plan.fused_updates:       # plain SGD in the gradient's GEMM
+        for fu in self.plan.fused_updates:       # SGD in the gradient's GEMM
             lr = base * params[fu.param].lr_scale
+            if fu.lr_arg >= 0:                   # with momentum: lr is an argument of its own
+                self.executor.set_arg("train", fu.index, fu.lr_arg, np.float32(lr))
+                continue
             self.executor.set_arg("train", fu.index, fu.alpha_arg,
                                   np.float32(-lr * fu.grad_scale))
             self.executor.set_arg("train", fu.index, fu.beta_arg, np.float32(1.0 - lr * fu.wd))

@@ -103,3 +103,14 @@ __kernel void rbm_bias_grad(__global const float *neg, __global const float *pos
     for (int r = 0; r < rows; ++r) s += neg[(size_t)r * cols + j] - pos[(size_t)r * cols + j];
     out[j] = scale * s;
 }
+
+/* The positive phase under the negative one, v⁺ negated: hh = [h⁻; h⁺], vv = [v⁻; −v⁺]
+ * (nh, nv: the values of one half), so that the one GEMM hhᵀ·vv over k = 2B rows is
+ * h⁻ᵀv⁻ − h⁺ᵀv⁺, CD's weight statistics, written once. */
+__kernel void rbm_stack_positive(__global const float *h, __global const float *v,
+                                 __global float *hh, __global float *vv, const int nh,
+                                 const int nv) {
+    const int i = get_global_id(0);
+    if (i < nh) hh[nh + i] = h[i];
+    if (i < nv) vv[nv + i] = -v[i];
+}

@@ -1,7 +1,10 @@
-"""Plain SGD applied by the GEMM that computes a weight's gradient (compiler/fuse_update.py):
+"""SGD (plain or with momentum) applied by the GEMM that computes a weight's gradient
+(compiler/fuse_update.py):
 which updates move there, that training follows the plan with the separate update kernels,
 and which runs keep those kernels."""
 from __future__ import annotations
+
+import pathlib
 
 import numpy as np
 import pytest
@@ -14,19 +17,21 @@ from singa_dsl.runtime.trainer import Trainer
 
 NET = """
 job fuse {{ steps: 6  seed: 3 }}
-data d {{ train: synthetic(shape: [20], classes: 5, size: 96, batch: 16) }}
+data d {{ train: synthetic(shape: [200], classes: 5, size: 96, batch: 16) }}
 net n {{
   x    = input(d.image)
-  e    = dense(x, 24, w: param(init: uniform(-0.3, 0.3), lr_scale: 0.5, wd_scale: 2))
+  e    = dense(x, 300, w: param(init: uniform(-0.1, 0.1), lr_scale: 0.5, wd_scale: 2))
   h    = tanh(e)
-  f    = dense(h, 20{share})
+  f    = dense(h, 200{share})
   g    = dense(f, 5)
   loss = softmax_loss(g, d.label)
 }}
 algorithm bp
 updater {updater}
 """
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PLAIN = "sgd { lr: step(0.2, gamma: 0.5, every: 2)  weight_decay: 0.01 }"
+MOMENTUM = "sgd { lr: step(0.1, gamma: 0.5, every: 2)  momentum: 0.9  weight_decay: 0.01 }"
 
 
 def _program(updater: str = PLAIN, share: str = ""):
@@ -37,10 +42,18 @@ def _params(trainer) -> dict[str, np.ndarray]:
     return {p.key: trainer.executor.read(p.buffer, p.shape) for p in trainer.plan.params}
 
 
-def test_each_weight_is_updated_by_its_gradient_gemm_and_training_is_unchanged(tmp_path):
+def _history(trainer) -> dict[str, np.ndarray]:
+    return {s: trainer.executor.read(s, p.shape) for p in trainer.plan.params for s in p.state}
+
+
+@pytest.mark.parametrize("updater", [PLAIN, MOMENTUM], ids=["plain", "momentum"])
+def test_each_weight_is_updated_by_its_gradient_gemm_and_training_is_unchanged(tmp_path,
+                                                                              updater):
     """Weight decay, a wd_scale, an lr_scale and a step schedule: every step, every param
-    of the fused plan equals the one the separate sgd kernels give (float32 rounding apart)."""
-    plain = compile_plan(_program())
+    (and momentum's history) of the fused plan equals what the separate sgd kernels give
+    (float32 rounding apart).  e's dW (300×200) is a packed GEMM; g's (5×200) stores blocks
+    over C's edges, whose lanes another work-item owns."""
+    plain = compile_plan(_program(updater))
     fused = fuse_sgd(plain)
     assert {u.param for u in fused.fused_updates} == {"e.w", "f.w", "g.w"}
     assert {u.param for u in fused.updates} == {"e.b", "f.b", "g.b"}
@@ -59,16 +72,16 @@ def test_each_weight_is_updated_by_its_gradient_gemm_and_training_is_unchanged(t
     for step in range(6):
         losses = [t.train_step(step)[0] for t in trainers]
         assert losses[1] == pytest.approx(losses[0], rel=1e-5)
-        a, b = (_params(t) for t in trainers)
+        a, b = (_params(t) | _history(t) for t in trainers)
+        assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=2e-6, err_msg=key)
-    moved = {k: float(np.abs(a[k] - start[k]).max()) for k in a}
+    moved = {k: float(np.abs(a[k] - start[k]).max()) for k in start}
     assert min(moved.values()) > 1e-4, moved     # every param trained: not a no-op compared
 
 
 @pytest.mark.parametrize("updater", [
-    "sgd { lr: 0.1  momentum: 0.9 }",             # the history needs g
-    "sgd { lr: 0.1  clip: 1 }",                   # clipping needs g
+    "sgd { lr: 0.1  momentum: 0.9  clip: 1 }",    # clipping needs g
     "adagrad { lr: 0.1 }",
 ])
 def test_rules_that_need_the_gradient_keep_their_update_kernels(updater):
@@ -92,3 +105,22 @@ def test_on_nan_skip_trains_with_the_update_kernels():
     assert not skip.fused_updates
     with pytest.raises(ValueError, match="on-nan skip"):
         Trainer(fuse_sgd(skip), quiet=True, on_nan="skip")
+
+
+def test_cd_weight_statistics_fuse_with_their_gemm_scale(tmp_path):
+    """CD's ΔW is one GEMM, [h⁻; h⁺]ᵀ·[v⁻; −v⁺] with alpha = 1/B: the fused momentum step
+    must keep that scale (samples/rbm1.singa: sgd with momentum and weight decay)."""
+    program = singa_dsl.load(ROOT / "samples" / "rbm1.singa")
+    plain = compile_plan(program)
+    fused = fuse_sgd(plain)
+    assert [u.param for u in fused.fused_updates] == ["rbm.w"]
+    trainers = [Trainer(p, workspace=str(tmp_path / name), quiet=True)
+                for name, p in (("plain", plain), ("fused", fused))]
+    for t in trainers:
+        t.init_params()
+    for step in range(4):
+        losses = [t.train_step(step)[0] for t in trainers]
+        assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    a, b = (_params(t) | _history(t) for t in trainers)
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=2e-5, atol=2e-6, err_msg=key)
