@@ -23,6 +23,7 @@ from singa_dsl.runtime.executor import Executor
 from singa_dsl.runtime.plan_types import BufferDecl, ProgramDecl
 from singa_dsl.runtime.trainer import Trainer
 
+from test_autotune import MLP      # a two-layer net with a tanh and plain SGD
 from test_gemm import SHAPES, TRANSPOSES, assert_close, run_gemm
 
 IDS = ["NN", "NT", "TN", "TT"]
@@ -184,20 +185,6 @@ class _FakeGpu:
         self.type, self.platform = cl.device_type.GPU, Platform()
         self.name, self.version, self.driver_version = "Fake GPU", "OpenCL 3.0", "1"
         self.max_compute_units = 132
-
-
-MLP = """
-job t { steps: 6 workspace: "unused" }
-data d { train: synthetic(shape: [64], classes: 4, size: 64, batch: 8) }
-net n {
-  x = input(d.image)
-  h = tanh(dense(x, 16))
-  y = dense(h, 4)
-  loss = softmax_loss(y, d.label)
-}
-algorithm bp
-updater sgd { lr: 0.1 }
-"""
 
 
 def test_a_plan_lowered_for_a_gpu_trains_like_the_cpu_plan(device, tmp_path):
