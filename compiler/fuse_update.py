@@ -40,8 +40,8 @@ MOMENTUM_DEFINE = "-DSINGA_GEMM_MOMENTUM"
 
 
 def fuse_sgd(plan: Plan) -> Plan:
-    """``plan`` with every plain-SGD update that can run in its gradient's GEMM moved there
-    (the plan itself when none can)."""
+    """``plan`` with every SGD update that can run in its gradient's GEMM moved there (the
+    plan itself when none can)."""
     lists = dict(plan.kernels.launch_lists)
     train, update = list(lists.get("train", ())), list(lists.get("update", ()))
     programs = {p.name: p for p in plan.kernels.programs}
@@ -61,11 +61,11 @@ def fuse_sgd(plan: Plan) -> Plan:
                          # (CD's 1/B): the rule's grad_scale applies on top
                          grad_scale=float(args[ARG_INDEX["grad_scale"]][1])
                          * float(launch.args[gemm.ALPHA_ARG][1]),
-                         flag_slot=len(fused),
-                         lr_arg=len(launch.args) + 3 if momentum > 0 else -1)
+                         flag_slot=len(fused))
         history = args[ARG_INDEX["h"]][1] if momentum > 0 else None
-        train[i] = _fused_launch(launch, params[u.param], fu, programs, history, momentum)
-        fused.append(fu)
+        train[i], lr_arg = _fused_launch(launch, params[u.param], fu, programs, history,
+                                         momentum)
+        fused.append(dataclasses.replace(fu, lr_arg=lr_arg))
     if not fused:
         return plan
     gone = {u.index for u in plan.updates} - {u.index for u in kept}
@@ -110,9 +110,10 @@ def _names(launch: Launch, buffer: str) -> bool:
 
 
 def _fused_launch(launch: Launch, param, fu: FusedUpdate, programs: dict,
-                  history: str | None, momentum: float) -> Launch:
+                  history: str | None, momentum: float) -> tuple[Launch, int]:
     """The GEMM writing W in place: its program built with SINGA_GEMM_UPDATE (the flag
-    arguments; with momentum, SINGA_GEMM_MOMENTUM and the history's), C = W."""
+    arguments; with momentum, SINGA_GEMM_MOMENTUM and the history's), C = W; and the
+    argument the runtime sets to lr every step (-1: none, plain SGD sets alpha and beta)."""
     base = programs[launch.program]
     defines = (UPDATE_DEFINE, MOMENTUM_DEFINE) if history else (UPDATE_DEFINE,)
     name = f"{base.name}+{'momentum' if history else 'sgd'}"
@@ -123,14 +124,16 @@ def _fused_launch(launch: Launch, param, fu: FusedUpdate, programs: dict,
     args = list(launch.args)
     args[gemm.C_ARG] = ("buf", param.buffer)
     args += [("buf", FUSED_FLAGS), ("int", fu.flag_slot)]
+    lr_arg = -1
     if history:      # the GEMM gives g (alpha = grad_scale, beta = 0); lr set every step
         args[gemm.ALPHA_ARG] = ("float", fu.grad_scale)
-        args += [("buf", history), ("float", 0.0), ("float", momentum), ("float", fu.wd)]
-        assert len(args) - 3 == fu.lr_arg
+        args += [("buf", history)]
+        lr_arg = len(args)
+        args += [("float", 0.0), ("float", momentum), ("float", fu.wd)]
     else:
         args[gemm.ALPHA_ARG] = ("float", 0.0)      # −lr·grad_scale, set every step
         args[gemm.BETA_ARG] = ("float", 1.0)       # 1 − lr·wd, set every step
-    return dataclasses.replace(launch, program=name, args=tuple(args))
+    return dataclasses.replace(launch, program=name, args=tuple(args)), lr_arg
 
 
 def _live_buffers(buffers, launch_lists) -> list[BufferDecl]:

@@ -300,7 +300,7 @@ def _packed_launches(call: _Call, scratch: str, k_chunk: int, b_packed: str | No
     multiply keeps the panels in cache between the two (a whole B of the MLP is 20 MB: packed
     at once it went to memory and came back)."""
     t, m, n, k = call.spec.resolved_tile, call.m, call.n, call.k
-    kc = max(1, min(max(k_chunk, 1), k))
+    kc = min(max(k_chunk, 1), max(k, 1))
     a_len = _round_up(m, t.mr) * kc
     b_len = 0 if b_packed is not None else _round_up(n, t.nr) * kc
     (pack_a, _, a_kmajor), (pack_b, _, b_kmajor) = call.spec.pack_kernels
@@ -308,7 +308,7 @@ def _packed_launches(call: _Call, scratch: str, k_chunk: int, b_packed: str | No
     b_buf, b_off, ldb = call.b
     launches = []
     for k0 in range(0, max(k, 1), kc):
-        ks, first = min(kc, k - k0) if k else 0, k0 == 0
+        ks, first = min(kc, k - k0), k0 == 0
         # a slice of k starts k0 rows down a K-major operand, k0 values along a row-major one
         a_at = a_off[1] + k0 * (lda[1] if a_kmajor else 1)
         launches.append(Launch(call.program, pack_a,

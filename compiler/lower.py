@@ -16,6 +16,7 @@ from singa_dsl.errors import InternalError, SingaConfigError
 from singa_dsl.runtime import updaters as upd
 from singa_dsl.runtime.plan_types import KernelPlan, Launch, ProgramDecl
 from .emit import BackwardTargets, Emitter
+from .gemm import ACTIVATIONS
 from .model import Every, ParamSpec
 from .ops import OPS
 from .plan import Feed, LossOut, ParamEntry, PhasePlan, Plan, UpdateLaunch
@@ -147,9 +148,9 @@ def _emit_phase(program, phase: str, batch: int, block: str, params, emit_train_
     return em
 
 
-# Activations a producer's kernel can apply as it stores (dense: gemm.ACTIVATIONS; conv:
-# relu): their backward needs only their output, which the producer then writes.
-EPILOGUE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "stanh")
+# Activations a producer's kernel can apply as it stores (a dense layer's GEMM all of them; a
+# convolution relu): their backward needs only their output, which the producer then writes.
+EPILOGUE_ACTIVATIONS = tuple(ACTIVATIONS)
 
 
 def epilogue_activations(net) -> dict:
